@@ -1,0 +1,64 @@
+"""The FastAPI application factory."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from api import errors
+from api.idempotency import IdempotencyMiddleware
+from api.metrics import MetricsMiddleware
+from api.metrics import router as metrics_router
+from api.routers import admin, audit, health, ledger
+from integrations.temporal import LazyClient
+from integrations.temporal import ping as temporal_ping
+from models.engine import make_engine, make_sessionmaker
+from settings import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.sqlalchemy_url)
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.temporal = LazyClient(
+            settings.temporal_address,
+            settings.temporal_namespace,
+            tls=settings.temporal_tls,
+            api_key=settings.temporal_api_key,
+        )
+
+        async def database() -> dict[str, Any]:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return {}
+
+        async def temporal() -> dict[str, Any]:
+            return await temporal_ping(await app.state.temporal.get())
+
+        app.state.health_checks = {"database": database, "temporal": temporal, **provider_checks(settings)}
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Tollgate",
+        version="0.1.0",
+        description="Money and tickets as durable Temporal workflows.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(MetricsMiddleware)
+    app.include_router(health.router)
+    app.include_router(metrics_router)
+    app.include_router(admin.router)
+    for router in (ledger.router, audit.router):
+        app.include_router(router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,42 @@
+"""Cursor pagination: ``limit``, ``starting_after`` and ``has_more``, as Stripe lists do."""
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+
+T = TypeVar("T")
+Item = TypeVar("Item", bound=BaseModel)
+
+
+class PageParams(BaseModel):
+    limit: int
+    starting_after: str | None
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=100, description="How many items, 1 to 100")] = 10,
+    starting_after: Annotated[
+        str | None, Query(description="Cursor: the id of the last item of the previous page")
+    ] = None,
+) -> PageParams:
+    return PageParams(limit=limit, starting_after=starting_after)
+
+
+class Page(BaseModel, Generic[Item]):
+    object: str = "list"
+    data: list[Item]
+    has_more: bool
+    next_cursor: str | None
+
+
+def paginate(
+    rows: Sequence[T], limit: int, view: Callable[[T], Item], cursor: Callable[[Item], Any]
+) -> Page[Item]:
+    """Build a page from ``limit + 1`` fetched rows; the extra row only signals ``has_more``."""
+    items = [view(row) for row in rows[:limit]]
+    has_more = len(rows) > limit
+    return Page[Item](
+        data=items, has_more=has_more, next_cursor=str(cursor(items[-1])) if has_more else None
+    )

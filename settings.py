@@ -1,0 +1,109 @@
+"""Tollgate's configuration, read from environment variables (prefix ``TOLLGATE_``) and ``.env``.
+
+Defaults describe the embedded stack that ``make run`` starts; production points each service
+elsewhere (see the README's settings table). Workflows never import this module.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Anvil's first well-known development account: funded on every fresh anvil chain.
+ANVIL_DEV_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOLLGATE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path(".data"), description="Where the embedded stack keeps its state")
+
+    # PostgreSQL
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL (postgresql+psycopg://...); default: the embedded server"
+    )
+    pg_port: int = Field(5433, description="Port of the embedded PostgreSQL (make run)")
+
+    # Temporal
+    temporal_address: str = Field("127.0.0.1:7233", description="Temporal frontend host:port")
+    temporal_namespace: str = "default"
+    temporal_tls: bool = Field(False, description="Use TLS to reach Temporal (Temporal Cloud)")
+    temporal_api_key: str | None = Field(None, description="Temporal Cloud API key")
+    temporal_ui_port: int = Field(8233, description="Port of the embedded Temporal Web UI")
+    task_queue: str = Field("tollgate", description="Task queue of workflows and DB activities")
+    stripe_task_queue: str = Field("tollgate-stripe", description="Task queue of Stripe calls")
+    stripe_activities_per_second: float = Field(
+        25.0, description="Rate limit on Stripe calls, enforced by Temporal on the Stripe queue"
+    )
+    chain_task_queue: str = Field("tollgate-chain", description="Task queue of the chain sender")
+
+    # Chain
+    chain_rpc_url: str = Field("http://127.0.0.1:8545", description="JSON-RPC URL (Polygon)")
+    chain_private_key: str | None = Field(
+        None, description="Hex key of the sender; default: anvil's first dev account"
+    )
+    chain_key_file: Path | None = Field(None, description="File holding the sender's hex key")
+    chain_confirmations: int = Field(1, description="Confirmations to wait for a transaction")
+    chain_deployments_file: Path | None = Field(
+        None, description="JSON of deployed contract addresses; default: <data_dir>/chain.json"
+    )
+    anvil_port: int = Field(8545, description="Port of the embedded anvil node")
+
+    # Stripe
+    stripe_api_key: str = Field("sk_test_tollgate_sandbox", description="Stripe secret key")
+    stripe_api_base: str | None = Field(
+        "http://127.0.0.1:12111", description="Stripe API base; empty for the real Stripe"
+    )
+    stripe_webhook_secret: str = Field(
+        "whsec_tollgate_sandbox", description="Secret that signs Stripe webhooks"
+    )
+    stripe_sandbox_port: int = Field(12111, description="Port of the embedded Stripe sandbox")
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str | None = Field(None, description="Base URL the API is reached at")
+    jwt_secret: str = Field(
+        "dev-only-secret-change-me-in-production-0123456789", description="HS256 signing key"
+    )
+    jwt_issuer: str = "tollgate"
+    jwt_ttl_seconds: int = Field(3600, description="Lifetime of tokens minted by `tollgate token`")
+    idempotency_ttl_hours: int = Field(24, description="How long Idempotency-Keys are kept")
+    idempotency_lock_seconds: int = Field(
+        60, description="After this, a key whose request died unfinished may be retried"
+    )
+
+    # Worker
+    worker_metrics_port: int = Field(9464, description="Prometheus port of the worker (0: off)")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or (
+            f"postgresql+psycopg://postgres@127.0.0.1:{self.pg_port}/tollgate"
+        )
+
+    @property
+    def deployments_file(self) -> Path:
+        return self.chain_deployments_file or self.data_dir / "chain.json"
+
+    @property
+    def api_url(self) -> str:
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        host = self.temporal_address.rsplit(":", 1)[0]
+        return f"http://{host}:{self.temporal_ui_port}"
+
+    def chain_sender_key(self) -> str:
+        if self.chain_private_key:
+            return self.chain_private_key
+        if self.chain_key_file:
+            return self.chain_key_file.read_text().strip()
+        return ANVIL_DEV_PRIVATE_KEY
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
