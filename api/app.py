@@ -12,12 +12,26 @@ from api.idempotency import IdempotencyMiddleware
 from api.metrics import MetricsMiddleware
 from api.metrics import router as metrics_router
 from api.routers import admin, audit, health, ledger
+from integrations.chain import ping_async as chain_ping
+from integrations.stripe_client import ping as stripe_ping
 from integrations.temporal import LazyClient
 from integrations.temporal import ping as temporal_ping
 from models.engine import make_engine, make_sessionmaker
 from settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
+
+
+def provider_checks(settings: Settings) -> dict[str, Any]:
+    """Health checks of the outside providers: the chain node and Stripe."""
+
+    async def chain() -> dict[str, Any]:
+        return dict(await chain_ping(settings.chain_rpc_url))
+
+    async def stripe() -> dict[str, Any]:
+        return await stripe_ping(settings.stripe_api_key, settings.stripe_api_base)
+
+    return {"chain": chain, "stripe": stripe}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,7 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def temporal() -> dict[str, Any]:
             return await temporal_ping(await app.state.temporal.get())
 
-        app.state.health_checks = {"database": database, "temporal": temporal, **provider_checks(settings)}
+        app.state.health_checks = {
+            "database": database,
+            "temporal": temporal,
+            **provider_checks(settings),
+        }
         yield
         await engine.dispose()
 

@@ -75,7 +75,9 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = {404: "route_not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
-        envelope("invalid_request_error", code, str(exc.detail)), exc.status_code, headers=exc.headers
+        envelope("invalid_request_error", code, str(exc.detail)),
+        exc.status_code,
+        headers=exc.headers,
     )
 
 

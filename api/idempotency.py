@@ -57,7 +57,9 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
-        await _Exchange(self.app, scope, send, state.sessionmaker, settings, caller, key, body).run()
+        await _Exchange(
+            self.app, scope, send, state.sessionmaker, settings, caller, key, body
+        ).run()
 
 
 def _caller(headers: Headers, settings: Settings) -> str | None:
@@ -208,4 +210,3 @@ def _stored_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
 
 def _encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-

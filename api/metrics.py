@@ -6,9 +6,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUESTS = Counter(
-    "tollgate_http_requests_total", "API requests", ["method", "route", "status"]
-)
+REQUESTS = Counter("tollgate_http_requests_total", "API requests", ["method", "route", "status"])
 LATENCY = Histogram(
     "tollgate_http_request_duration_seconds", "API request latency", ["method", "route"]
 )

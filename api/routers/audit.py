@@ -59,7 +59,9 @@ async def list_audit_events(
     cursor = None
     if params.starting_after is not None:
         if not params.starting_after.isdigit():
-            raise ValidationError("starting_after must be an audit event id", param="starting_after")
+            raise ValidationError(
+                "starting_after must be an audit event id", param="starting_after"
+            )
         cursor = int(params.starting_after)
     rows = await audit.list_events(
         session,

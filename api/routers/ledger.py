@@ -86,9 +86,7 @@ def account_out(account: LedgerAccount) -> Account:
     )
 
 
-async def transactions_out(
-    session: Session, txns: list[LedgerTransaction]
-) -> list[Transaction]:
+async def transactions_out(session: Session, txns: list[LedgerTransaction]) -> list[Transaction]:
     codes = await ledger.account_codes(
         session, {p.account_id for txn in txns for p in txn.postings}
     )
@@ -136,10 +134,10 @@ async def get_account(code: str, session: Session, _: Admin) -> AccountWithBalan
 
 
 @router.post("/transactions", status_code=201)
-async def post_transaction(body: TransactionIn, session: Session, actor: PlatformAdmin) -> Transaction:
-    lines = [
-        PostingLine(p.account, Money(p.amount, p.currency)) for p in body.postings
-    ]
+async def post_transaction(
+    body: TransactionIn, session: Session, actor: PlatformAdmin
+) -> Transaction:
+    lines = [PostingLine(p.account, Money(p.amount, p.currency)) for p in body.postings]
     txn = await ledger.post_transaction(
         session,
         postings=lines,

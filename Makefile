@@ -1,0 +1,44 @@
+# `make run` and `make test` bootstrap everything they need: .venv from requirements.lock
+# and node_modules from package-lock.json, skipped when already up to date.
+VENV       := .venv
+PY         := $(VENV)/bin/python
+PY_STAMP   := $(VENV)/.bootstrapped
+NODE_STAMP := node_modules/.bootstrapped
+PYTHON     ?= python3
+
+.PHONY: bootstrap run test lint bench contracts migrate clean-data
+
+bootstrap: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY_STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: bootstrap
+	$(VENV)/bin/tollgate dev
+
+lint: $(PY_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+test: bootstrap lint
+	$(VENV)/bin/pytest
+
+bench: bootstrap
+	$(PY) -m benchmarks
+
+contracts: bootstrap
+	$(PY) -m devstack.contracts
+
+migrate: $(PY_STAMP)
+	$(VENV)/bin/tollgate migrate
+
+clean-data:
+	rm -rf .data

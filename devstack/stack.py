@@ -1,0 +1,177 @@
+"""The embedded stack of ``make run``: which parts, in which order, and how each is probed."""
+
+import asyncio
+import signal
+import sys
+
+import httpx
+
+from devstack import chain, postgres
+from devstack.binaries import find
+from devstack.supervisor import Part, PartFailed, Supervisor
+from integrations.temporal import connect, register_search_attributes
+from integrations.temporal import ping as temporal_ping
+from models.migrate import upgrade
+from settings import Settings
+from workflows import search_attributes
+
+DATABASE = "tollgate"
+
+
+async def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
+async def http_ok(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=2) as client:
+            return (await client.get(url)).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def _python(*args: str) -> list[str]:
+    return [sys.executable, "-m", *args]
+
+
+def parts(settings: Settings) -> list[Part]:
+    data = settings.data_dir.resolve()
+    pgdata = data / "pg"
+    postgres.init_cluster(pgdata)
+    pg_command, pg_user = postgres.server_command(pgdata, settings.pg_port)
+
+    async def migrate() -> None:
+        await asyncio.to_thread(postgres.ensure_database, settings.pg_port, DATABASE)
+        await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
+
+    async def temporal_ready() -> bool:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        await temporal_ping(client)
+        await register_search_attributes(
+            client, settings.temporal_namespace, search_attributes.ALL
+        )
+        return True
+
+    async def deploy() -> None:
+        await asyncio.to_thread(chain.deploy_once, settings)
+
+    temporal_host, temporal_port = settings.temporal_address.rsplit(":", 1)
+    return [
+        Part(
+            "postgres",
+            pg_command,
+            ready=lambda: port_open(settings.pg_port),
+            user=pg_user,
+            stop_signal=signal.SIGINT,  # PostgreSQL's "fast" shutdown: no waiting on clients
+            after_ready=migrate,
+        ),
+        Part(
+            "temporal",
+            [
+                find("temporal"),
+                "server",
+                "start-dev",
+                "--db-filename",
+                str(data / "temporal.db"),
+                "--ip",
+                temporal_host,
+                "--port",
+                temporal_port,
+                "--ui-port",
+                str(settings.temporal_ui_port),
+                "--namespace",
+                settings.temporal_namespace,
+                "--ui-disable-news-fetch",
+                "--log-level",
+                "warn",
+            ],
+            ready=temporal_ready,
+            start_timeout=90,
+        ),
+        Part(
+            "anvil",
+            chain.anvil_command(settings),
+            ready=lambda: port_open(settings.anvil_port),
+            stop_signal=signal.SIGINT,  # anvil dumps its state on SIGINT/SIGTERM
+            after_ready=deploy,
+        ),
+        Part(
+            "stripe-sandbox",
+            _python(
+                "devstack.stripe_sandbox",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(settings.stripe_sandbox_port),
+                "--state-file",
+                str(data / "stripe-sandbox.sqlite3"),
+                "--webhook-secret",
+                settings.stripe_webhook_secret,
+            ),
+            ready=lambda: port_open(settings.stripe_sandbox_port),
+        ),
+        Part(
+            "worker",
+            _python("cli", "worker"),
+            # The worker is ready once its Schedules exist, which it does right after connecting.
+            ready=lambda: port_open(settings.worker_metrics_port)
+            if settings.worker_metrics_port
+            else asyncio.sleep(2, result=True),
+        ),
+        Part(
+            "api",
+            _python("cli", "api"),
+            ready=lambda: http_ok(f"http://{settings.api_host}:{settings.api_port}/healthz"),
+        ),
+    ]
+
+
+def banner(settings: Settings) -> str:
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    return "\n".join(
+        [
+            "",
+            "Tollgate is running:",
+            f"  API docs      {api}/docs",
+            f"  Health        {api}/healthz",
+            f"  Admin pages   {api}/admin",
+            f"  Temporal UI   {settings.temporal_ui_url}",
+            f"  Stripe sandbox http://127.0.0.1:{settings.stripe_sandbox_port}",
+            f"  Chain RPC     {settings.chain_rpc_url}",
+            f"  Postgres      {postgres.url(settings.pg_port, DATABASE, driver='postgresql')}",
+            f"  Logs          {settings.data_dir.resolve() / 'logs'}",
+            "Press Ctrl-C to stop.",
+        ]
+    )
+
+
+async def run(settings: Settings) -> int:
+    """Start everything, wait for Ctrl-C or a failure, stop everything; the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    supervisor = Supervisor(settings.data_dir.resolve() / "logs")
+    supervisor.say(f"Starting the embedded stack (data in {settings.data_dir.resolve()})")
+    try:
+        for part in parts(settings):
+            if stop.is_set():
+                return 130
+            await supervisor.start(part)
+        supervisor.say(banner(settings))
+        await supervisor.watch(stop)
+        return 0
+    except PartFailed as failure:
+        supervisor.say(f"\n  ✗ {failure.part} failed: {failure.reason}")
+        if failure.log_tail:
+            supervisor.say(f"--- last lines of {failure.part}'s log ---\n{failure.log_tail}\n---")
+        return 1
+    finally:
+        supervisor.say("Stopping...")
+        supervisor.stop_all()

@@ -1,0 +1,171 @@
+"""Shared fixtures: a real PostgreSQL for the whole run, databases cloned from a migrated
+template, the API in-process, bearer tokens, and the time-skipping Temporal server."""
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from devstack import postgres
+from devstack.binaries import find
+from domain.actors import Role
+from domain.tokens import mint
+from models.migrate import upgrade
+from settings import Settings
+from workflows import search_attributes
+
+pytest_plugins = ["tests.fixtures.stripe_sandbox", "tests.fixtures.chain"]
+
+TEMPLATE = "tollgate_template"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pg_port() -> Iterator[int]:
+    """One PostgreSQL 16 for the run, with a migrated template database."""
+    pgdata = Path(tempfile.mkdtemp(prefix="tollgate-pg-")) / "pg"
+    postgres.init_cluster(pgdata)
+    port = free_port()
+    command, user = postgres.server_command(pgdata, port)
+    process = subprocess.Popen(
+        command, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        postgres.wait_ready(port)
+        postgres.ensure_database(port, TEMPLATE)
+        upgrade(postgres.url(port, TEMPLATE))
+        yield port
+    finally:
+        process.send_signal(2)  # SIGINT: PostgreSQL's fast shutdown
+        process.wait(30)
+        shutil.rmtree(pgdata.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(pg_port: int) -> Iterator[str]:
+    """A fresh migrated database per test, cloned from the template (fast)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres.ensure_database(pg_port, name, template=TEMPLATE)
+    yield postgres.url(pg_port, name)
+    with psycopg.connect(postgres.url(pg_port, driver="postgresql"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def shared_database_url(pg_port: int) -> str:
+    postgres.ensure_database(pg_port, "tollgate_shared", template=TEMPLATE)
+    return postgres.url(pg_port, "tollgate_shared")
+
+
+@pytest.fixture
+async def session(shared_database_url: str) -> AsyncIterator[AsyncSession]:
+    """A session inside a transaction that is rolled back after the test."""
+    engine = create_async_engine(shared_database_url)
+    async with engine.connect() as conn:
+        outer = await conn.begin()
+        db = AsyncSession(
+            bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        try:
+            yield db
+        finally:
+            await db.close()
+            await outer.rollback()
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        temporal_address=f"127.0.0.1:{free_port()}",  # nothing listens: tests needing it start one
+        chain_rpc_url=f"http://127.0.0.1:{free_port()}",
+        stripe_api_base=f"http://127.0.0.1:{free_port()}",
+        jwt_secret="test-secret-0123456789-0123456789-0123456789",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://tollgate.test") as client:
+            yield client
+
+
+TokenFactory = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def auth(settings: Settings) -> TokenFactory:
+    """``auth(role, sub=...)`` returns an Authorization header for that caller."""
+
+    def headers(role: Role | str, sub: str = "user_1", ttl: float = 3600) -> dict[str, str]:
+        token = mint(
+            subject=sub,
+            role=Role(role),
+            secret=settings.jwt_secret,
+            issuer=settings.jwt_issuer,
+            ttl=timedelta(seconds=ttl),
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    binary = find("temporal-test-server")
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary, data_converter=pydantic_data_converter
+    )
+    # The test server cannot list search attributes, only add them.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type)
+                for key in search_attributes.ALL
+            },
+        )
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def local_temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """The real dev server (``temporal`` CLI), for updates and search attributes."""
+    binary = find("temporal")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary,
+        data_converter=pydantic_data_converter,
+        search_attributes=search_attributes.ALL,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
