@@ -7,8 +7,8 @@ Stripe calls run on their own queue, rate-limited by Temporal
 import asyncio
 import logging
 import signal
-from datetime import timedelta
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig

@@ -8,7 +8,9 @@ import typer
 
 from settings import get_settings
 
-app = typer.Typer(help="Tollgate: money and tickets as durable Temporal workflows.", no_args_is_help=True)
+app = typer.Typer(
+    help="Tollgate: money and tickets as durable Temporal workflows.", no_args_is_help=True
+)
 schedules_app = typer.Typer(help="Temporal Schedules of the periodic jobs.", no_args_is_help=True)
 app.add_typer(schedules_app, name="schedules")
 
@@ -60,7 +62,9 @@ def worker() -> None:
 @app.command()
 def token(
     sub: Annotated[str, typer.Option(help="Subject: the user, driver or vendor id")],
-    role: Annotated[str, typer.Option(help="customer, driver, vendor, billing_admin, platform_admin")],
+    role: Annotated[
+        str, typer.Option(help="customer, driver, vendor, billing_admin, platform_admin")
+    ],
     ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds")] = None,
 ) -> None:
     """Mint a development bearer token."""

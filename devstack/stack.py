@@ -53,9 +53,7 @@ def parts(settings: Settings) -> list[Part]:
     async def temporal_ready() -> bool:
         client = await connect(settings.temporal_address, settings.temporal_namespace)
         await temporal_ping(client)
-        await register_search_attributes(
-            client, settings.temporal_namespace, search_attributes.ALL
-        )
+        await register_search_attributes(client, settings.temporal_namespace, search_attributes.ALL)
         return True
 
     async def deploy() -> None:
@@ -120,9 +118,11 @@ def parts(settings: Settings) -> list[Part]:
             "worker",
             _python("cli", "worker"),
             # The worker is ready once its Schedules exist, which it does right after connecting.
-            ready=lambda: port_open(settings.worker_metrics_port)
-            if settings.worker_metrics_port
-            else asyncio.sleep(2, result=True),
+            ready=lambda: (
+                port_open(settings.worker_metrics_port)
+                if settings.worker_metrics_port
+                else asyncio.sleep(2, result=True)
+            ),
         ),
         Part(
             "api",

@@ -11,7 +11,13 @@ API_ROLES = frozenset(role for role in Role if role is not Role.SYSTEM)
 
 
 def mint(
-    *, subject: str, role: Role, secret: str, issuer: str, ttl: timedelta, now: datetime | None = None
+    *,
+    subject: str,
+    role: Role,
+    secret: str,
+    issuer: str,
+    ttl: timedelta,
+    now: datetime | None = None,
 ) -> str:
     if role not in API_ROLES:
         raise ValidationError(f"Unknown role {role!r}", param="role")

@@ -101,7 +101,7 @@ def settings(database_url: str) -> Settings:
         chain_rpc_url=f"http://127.0.0.1:{free_port()}",
         stripe_api_base=f"http://127.0.0.1:{free_port()}",
         jwt_secret="test-secret-0123456789-0123456789-0123456789",
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 

@@ -1,12 +1,11 @@
 """The admin landing page: where each operator tool lives, and the stack's health."""
 
 import html
-import json
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from api.routers.health import healthz
+from api.routers.health import component_health
 
 router = APIRouter(tags=["operations"])
 
@@ -14,8 +13,7 @@ router = APIRouter(tags=["operations"])
 @router.get("/admin", response_class=HTMLResponse, include_in_schema=False)
 async def admin_home(request: Request) -> HTMLResponse:
     settings = request.app.state.settings
-    report = await healthz(request)
-    components = json.loads(report.body)["components"]
+    components = await component_health(request)
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{'ok' if c['ok'] else 'DOWN'}</td>"
         f"<td>{html.escape(str(c.get('error', '')))}</td></tr>"
@@ -40,5 +38,5 @@ async def admin_home(request: Request) -> HTMLResponse:
         "<p>Admin API (bearer token, role billing_admin or platform_admin): "
         "<code>/api/v1/ledger/accounts</code>, <code>/api/v1/ledger/transactions</code>, "
         "<code>/api/v1/audit-events</code>.</p></body></html>",
-        status_code=report.status_code,
+        status_code=200 if all(c["ok"] for c in components.values()) else 503,
     )

@@ -27,12 +27,16 @@ async def _run(check: HealthCheck) -> dict[str, Any]:
     return result
 
 
-@router.get("/healthz")
-async def healthz(request: Request) -> JSONResponse:
+async def component_health(request: Request) -> dict[str, dict[str, Any]]:
     checks: dict[str, HealthCheck] = request.app.state.health_checks
     results = await asyncio.gather(*(_run(check) for check in checks.values()))
-    components = dict(zip(checks, results, strict=True))
-    healthy = all(result["ok"] for result in results)
+    return dict(zip(checks, results, strict=True))
+
+
+@router.get("/healthz")
+async def healthz(request: Request) -> JSONResponse:
+    components = await component_health(request)
+    healthy = all(result["ok"] for result in components.values())
     return JSONResponse(
         {"status": "ok" if healthy else "degraded", "components": components},
         status_code=200 if healthy else 503,

@@ -4,7 +4,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from httpx import AsyncClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from models.idempotency import IdempotencyKey
@@ -74,7 +74,7 @@ async def leave_claim(database_url: str, key: str, locked_at: datetime) -> None:
     engine = create_async_engine(database_url)
     async with engine.begin() as conn:
         await conn.execute(
-            IdempotencyKey.__table__.insert().values(
+            insert(IdempotencyKey).values(
                 scope="platform_admin:user_1",
                 key=key,
                 fingerprint=idempotency.fingerprint("POST", "/api/v1/ledger/accounts", "", BODY),
