@@ -17,7 +17,8 @@ $(PY_STAMP): pyproject.toml requirements.lock
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# `npm ci` refuses a lock that holds only this platform's anvil binary; install honours it.
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 run: bootstrap
