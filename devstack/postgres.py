@@ -8,9 +8,14 @@ the unprivileged user pgserver creates for that purpose.
 
 import os
 import pwd
+import shutil
+import signal
 import stat
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -122,3 +127,22 @@ def ensure_database(port: int, name: str, *, template: str | None = None) -> boo
         suffix = f' TEMPLATE "{template}"' if template else ""
         conn.execute(f'CREATE DATABASE "{name}"{suffix}')
         return True
+
+
+@contextmanager
+def temporary_server(port: int) -> Iterator[Path]:
+    """A throw-away server on ``port`` (tests, benchmarks); its data is deleted afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="tollgate-pg-"))
+    pgdata = root / "pg"
+    init_cluster(pgdata)
+    command, user = server_command(pgdata, port)
+    process = subprocess.Popen(
+        command, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_ready(port)
+        yield pgdata
+    finally:
+        process.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+        process.wait(30)
+        shutil.rmtree(root, ignore_errors=True)

@@ -8,6 +8,7 @@ import httpx
 
 from devstack import chain, postgres
 from devstack.binaries import find
+from devstack.net import port_open
 from devstack.supervisor import Part, PartFailed, Supervisor
 from integrations.temporal import connect, register_search_attributes
 from integrations.temporal import ping as temporal_ping
@@ -16,16 +17,6 @@ from settings import Settings
 from workflows import search_attributes
 
 DATABASE = "tollgate"
-
-
-async def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        _, writer = await asyncio.open_connection(host, port)
-    except OSError:
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
 
 
 async def http_ok(url: str) -> bool:

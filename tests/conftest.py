@@ -1,29 +1,24 @@
 """Shared fixtures: a real PostgreSQL for the whole run, databases cloned from a migrated
 template, the API in-process, bearer tokens, and the time-skipping Temporal server."""
 
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from devstack import postgres
 from devstack.binaries import find
+from devstack.net import free_port
 from domain.actors import Role
 from domain.tokens import mint
+from integrations.temporal import add_search_attributes
 from models.migrate import upgrade
 from settings import Settings
 from workflows import search_attributes
@@ -33,31 +28,14 @@ pytest_plugins = ["tests.fixtures.stripe_sandbox", "tests.fixtures.chain"]
 TEMPLATE = "tollgate_template"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def pg_port() -> Iterator[int]:
     """One PostgreSQL 16 for the run, with a migrated template database."""
-    pgdata = Path(tempfile.mkdtemp(prefix="tollgate-pg-")) / "pg"
-    postgres.init_cluster(pgdata)
     port = free_port()
-    command, user = postgres.server_command(pgdata, port)
-    process = subprocess.Popen(
-        command, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        postgres.wait_ready(port)
+    with postgres.temporary_server(port):
         postgres.ensure_database(port, TEMPLATE)
         upgrade(postgres.url(port, TEMPLATE))
         yield port
-    finally:
-        process.send_signal(2)  # SIGINT: PostgreSQL's fast shutdown
-        process.wait(30)
-        shutil.rmtree(pgdata.parent, ignore_errors=True)
 
 
 @pytest.fixture
@@ -141,15 +119,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=binary, data_converter=pydantic_data_converter
     )
     # The test server cannot list search attributes, only add them.
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace="default",
-            search_attributes={
-                key.name: IndexedValueType.ValueType(key.indexed_value_type)
-                for key in search_attributes.ALL
-            },
-        )
-    )
+    await add_search_attributes(env.client, "default", search_attributes.ALL)
     try:
         yield env
     finally:

@@ -12,10 +12,11 @@ from web3.contract import Contract
 from web3.exceptions import ContractCustomError
 
 from devstack.chain import ANVIL_CHAIN_ID, deploy_once
+from devstack.net import free_port
 from domain.errors import ProviderError
 from integrations.chain import contract, custom_error_name, make_web3, ping
 from settings import Settings
-from tests.fixtures.chain import AnvilNode, free_port, run_anvil
+from tests.fixtures.chain import AnvilNode, run_anvil
 
 pytestmark = pytest.mark.integration
 

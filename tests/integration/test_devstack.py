@@ -11,7 +11,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port
+from devstack.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
