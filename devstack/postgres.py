@@ -21,6 +21,8 @@ from pathlib import Path
 import psycopg
 from pgserver._commands import POSTGRES_BIN_PATH
 
+from devstack.supervisor import stop_process
+
 PG_USER = "postgres"
 SYSTEM_USER = "pgserver"
 
@@ -143,6 +145,5 @@ def temporary_server(port: int) -> Iterator[Path]:
         wait_ready(port)
         yield pgdata
     finally:
-        process.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
-        process.wait(30)
+        stop_process(process, signal.SIGINT, timeout=30)  # SIGINT: PostgreSQL's fast shutdown
         shutil.rmtree(root, ignore_errors=True)

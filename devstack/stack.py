@@ -2,6 +2,7 @@
 
 import asyncio
 import signal
+import subprocess
 import sys
 
 import httpx
@@ -56,6 +57,7 @@ def parts(settings: Settings) -> list[Part]:
             "postgres",
             pg_command,
             ready=lambda: port_open(settings.pg_port),
+            port=settings.pg_port,
             user=pg_user,
             stop_signal=signal.SIGINT,  # PostgreSQL's "fast" shutdown: no waiting on clients
             after_ready=migrate,
@@ -81,12 +83,14 @@ def parts(settings: Settings) -> list[Part]:
                 "warn",
             ],
             ready=temporal_ready,
+            port=int(temporal_port),
             start_timeout=90,
         ),
         Part(
             "anvil",
             chain.anvil_command(settings),
             ready=lambda: port_open(settings.anvil_port),
+            port=settings.anvil_port,
             stop_signal=signal.SIGINT,  # anvil dumps its state on SIGINT/SIGTERM
             after_ready=deploy,
         ),
@@ -104,21 +108,26 @@ def parts(settings: Settings) -> list[Part]:
                 settings.stripe_webhook_secret,
             ),
             ready=lambda: port_open(settings.stripe_sandbox_port),
+            port=settings.stripe_sandbox_port,
         ),
         Part(
             "worker",
             _python("cli", "worker"),
-            # The worker is ready once its Schedules exist, which it does right after connecting.
+            # Its metrics port opens as it connects to Temporal; if registering search
+            # attributes or syncing Schedules fails after that, the process exits and the
+            # supervisor reports it.
             ready=lambda: (
                 port_open(settings.worker_metrics_port)
                 if settings.worker_metrics_port
                 else asyncio.sleep(2, result=True)
             ),
+            port=settings.worker_metrics_port or None,
         ),
         Part(
             "api",
             _python("cli", "api"),
             ready=lambda: http_ok(f"http://{settings.api_host}:{settings.api_port}/healthz"),
+            port=settings.api_port,
         ),
     ]
 
@@ -151,7 +160,12 @@ async def run(settings: Settings) -> int:
     supervisor = Supervisor(settings.data_dir.resolve() / "logs")
     supervisor.say(f"Starting the embedded stack (data in {settings.data_dir.resolve()})")
     try:
-        for part in parts(settings):
+        try:
+            planned = parts(settings)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            supervisor.say(f"\n  ✗ set-up failed before starting: {exc}")
+            return 1
+        for part in planned:
             if stop.is_set():
                 return 130
             await supervisor.start(part)

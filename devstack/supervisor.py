@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from devstack.net import port_open
+
 Probe = Callable[[], Awaitable[bool]]
 Hook = Callable[[], Awaitable[None]]
 
@@ -29,6 +31,8 @@ class Part:
     user: str | None = None
     stop_signal: signal.Signals = signal.SIGTERM
     start_timeout: float = 60.0
+    # Checked free before starting: a stale process on it would pass the readiness probe.
+    port: int | None = None
     # Runs once the part is ready (migrations, contract deployment); a failure fails the part.
     after_ready: Hook | None = None
 
@@ -58,6 +62,12 @@ class Supervisor:
     async def start(self, part: Part) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{part.name}.log"
+        if part.port is not None and await port_open(part.port):
+            raise PartFailed(
+                part.name,
+                f"port {part.port} is already in use (another `make run`? set its port setting)",
+                "",
+            )
         started = time.monotonic()
         with log_path.open("ab") as log:
             log.write(f"\n--- starting {part.name}: {' '.join(part.command)}\n".encode())
@@ -129,6 +139,19 @@ class Supervisor:
 
     def _failure(self, running: _Running, reason: str) -> PartFailed:
         return PartFailed(running.part.name, reason, tail(running.log_path))
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM, timeout: float = 10
+) -> None:
+    """Ask a child to stop with ``sig``; kill it if it has not within ``timeout`` seconds."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

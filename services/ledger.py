@@ -36,6 +36,11 @@ async def create_account(
     account = LedgerAccount(code=code, name=name, type=type.value, metadata_=metadata or {})
     session.add(account)
     await session.flush()
+    await _audit_opened(session, account, actor)
+    return account
+
+
+async def _audit_opened(session: AsyncSession, account: LedgerAccount, actor: Actor) -> None:
     await audit.record(
         session,
         action="ledger.account.created",
@@ -44,7 +49,6 @@ async def create_account(
         actor=actor,
         after=account_view(account),
     )
-    return account
 
 
 async def ensure_account(
@@ -60,14 +64,7 @@ async def ensure_account(
     new_id = inserted.scalar()
     account = await get_account(session, code)
     if new_id is not None:
-        await audit.record(
-            session,
-            action="ledger.account.created",
-            entity_type="ledger_account",
-            entity_id=account.id,
-            actor=actor,
-            after=account_view(account),
-        )
+        await _audit_opened(session, account, actor)
     return account
 
 

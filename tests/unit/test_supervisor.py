@@ -75,3 +75,16 @@ async def test_stop_all_ends_parts_and_their_children(tmp_path: Path) -> None:
     child.wait(5)
     assert not child.is_running()
     assert "parent stopped" in out.getvalue()
+
+
+async def test_a_port_already_in_use_is_refused_before_starting(tmp_path: Path) -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    supervisor = Supervisor(tmp_path, out=io.StringIO())
+    try:
+        with pytest.raises(PartFailed, match=f"port {port} is already in use"):
+            await supervisor.start(Part("api", python("pass"), always, port=port))
+        assert supervisor.running == []
+    finally:
+        server.close()
+        await server.wait_closed()
