@@ -21,6 +21,7 @@ from temporalio.client import (
 )
 
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
+from workflows.tickets import PurgeExpiredTicketsWorkflow
 from workflows.types import PurgeInput
 
 
@@ -29,7 +30,7 @@ class PeriodicJob:
     schedule_id: str
     workflow: Any
     argument: Any
-    every: timedelta
+    spec: ScheduleSpec
     overlap: ScheduleOverlapPolicy = ScheduleOverlapPolicy.SKIP
     catchup_window: timedelta = timedelta(hours=1)
 
@@ -39,7 +40,13 @@ JOBS: tuple[PeriodicJob, ...] = (
         "idempotency-keys-purge",
         PurgeExpiredIdempotencyKeysWorkflow.run,
         PurgeInput(),
-        every=timedelta(hours=1),
+        ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+    ),
+    PeriodicJob(
+        "tickets-cleanup",
+        PurgeExpiredTicketsWorkflow.run,
+        PurgeInput(),
+        ScheduleSpec(cron_expressions=["0 2 * * *"], time_zone_name="UTC"),
     ),
 )
 
@@ -49,7 +56,7 @@ def build_schedule(job: PeriodicJob, task_queue: str) -> Schedule:
         action=ScheduleActionStartWorkflow(
             job.workflow, job.argument, id=f"{job.schedule_id}-run", task_queue=task_queue
         ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=job.every)]),
+        spec=job.spec,
         policy=SchedulePolicy(overlap=job.overlap, catchup_window=job.catchup_window),
     )
 

@@ -74,6 +74,15 @@ class Settings(BaseSettings):
         60, description="After this, a key whose request died unfinished may be retried"
     )
 
+    # Tickets
+    ticket_keys_file: Path | None = Field(
+        None,
+        description="JSON keyring of ticket signing keys; default: <data_dir>/ticket-keys.json",
+    )
+    ticket_retention_days: int = Field(
+        30, description="Tickets whose window closed longer ago are removed by the daily cleanup"
+    )
+
     # Worker
     worker_metrics_port: int = Field(9464, description="Prometheus port of the worker (0: off)")
 
@@ -86,6 +95,10 @@ class Settings(BaseSettings):
     @property
     def deployments_file(self) -> Path:
         return self.chain_deployments_file or self.data_dir / "chain.json"
+
+    @property
+    def ticket_keys_path(self) -> Path:
+        return self.ticket_keys_file or self.data_dir / "ticket-keys.json"
 
     @property
     def api_url(self) -> str:

@@ -16,20 +16,34 @@ from temporalio.worker import Worker
 
 import schedules
 from activities.maintenance import MaintenanceActivities
+from activities.tickets import TicketActivities
 from integrations.temporal import connect, register_search_attributes
 from models.engine import make_engine, make_sessionmaker
 from settings import Settings, get_settings
 from workflows import search_attributes
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
+from workflows.tickets import PurgeExpiredTicketsWorkflow, TicketWorkflow
 
 log = logging.getLogger("tollgate.worker")
 
-WORKFLOWS: Sequence[type] = (PurgeExpiredIdempotencyKeysWorkflow,)
+WORKFLOWS: Sequence[type] = (
+    PurgeExpiredIdempotencyKeysWorkflow,
+    TicketWorkflow,
+    PurgeExpiredTicketsWorkflow,
+)
 
 
-def activities(sessionmaker: Any) -> list[Any]:
+def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
     maintenance = MaintenanceActivities(sessionmaker)
-    return [maintenance.purge_expired_idempotency_keys]
+    ticket = TicketActivities(
+        sessionmaker, retention=timedelta(days=settings.ticket_retention_days)
+    )
+    return [
+        maintenance.purge_expired_idempotency_keys,
+        ticket.expire_ticket,
+        ticket.cancel_ticket,
+        ticket.purge_expired_tickets,
+    ]
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -58,7 +72,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities(make_sessionmaker(engine)),
+        activities=activities(make_sessionmaker(engine), settings),
         graceful_shutdown_timeout=timedelta(seconds=20),
     )
     async with worker:

@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 from typing import Any
 
 from fastapi import FastAPI
@@ -11,7 +12,8 @@ from api import errors
 from api.idempotency import IdempotencyMiddleware
 from api.metrics import MetricsMiddleware
 from api.metrics import router as metrics_router
-from api.routers import admin, audit, health, ledger
+from api.routers import admin, audit, health, ledger, tickets
+from integrations import ticket_keys
 from integrations.chain import ping_async as chain_ping
 from integrations.stripe_client import ping as stripe_ping
 from integrations.temporal import LazyClient
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def temporal() -> dict[str, Any]:
             return await temporal_ping(await app.state.temporal.get())
 
+        app.state.keyring = cache(lambda: ticket_keys.load(settings.ticket_keys_path))
         app.state.health_checks = {
             "database": database,
             "temporal": temporal,
@@ -77,6 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(admin.router)
-    for router in (ledger.router, audit.router):
+    for router in (ledger.router, audit.router, tickets.router):
         app.include_router(router, prefix=API_PREFIX)
     return app

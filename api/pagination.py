@@ -1,10 +1,13 @@
 """Cursor pagination: ``limit``, ``starting_after`` and ``has_more``, as Stripe lists do."""
 
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
+
+from domain.errors import ValidationError
 
 T = TypeVar("T")
 Item = TypeVar("Item", bound=BaseModel)
@@ -40,3 +43,15 @@ def paginate(
     return Page[Item](
         data=items, has_more=has_more, next_cursor=str(cursor(items[-1])) if has_more else None
     )
+
+
+def uuid_cursor(value: str | None) -> uuid.UUID | None:
+    """``starting_after`` of lists keyed by uuid: a malformed cursor is a 400, not a 500."""
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise ValidationError(
+            "starting_after must be an id from a list", param="starting_after"
+        ) from exc

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cli.tickets import tickets_app
 from settings import get_settings
 
 app = typer.Typer(
@@ -13,6 +14,7 @@ app = typer.Typer(
 )
 schedules_app = typer.Typer(help="Temporal Schedules of the periodic jobs.", no_args_is_help=True)
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(tickets_app, name="tickets")
 
 
 @app.command()

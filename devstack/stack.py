@@ -13,6 +13,7 @@ from devstack.net import port_open
 from devstack.supervisor import Part, PartFailed, Supervisor
 from integrations.temporal import connect, register_search_attributes
 from integrations.temporal import ping as temporal_ping
+from integrations.ticket_keys import ensure_development_keyring
 from models.migrate import upgrade
 from settings import Settings
 from workflows import search_attributes
@@ -35,6 +36,7 @@ def _python(*args: str) -> list[str]:
 def parts(settings: Settings) -> list[Part]:
     data = settings.data_dir.resolve()
     pgdata = data / "pg"
+    ensure_development_keyring(settings.ticket_keys_path)
     postgres.init_cluster(pgdata)
     pg_command, pg_user = postgres.server_command(pgdata, settings.pg_port)
 

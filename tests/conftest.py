@@ -4,6 +4,7 @@ template, the API in-process, bearer tokens, and the time-skipping Temporal serv
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,6 +20,7 @@ from devstack.net import free_port
 from domain.actors import Role
 from domain.tokens import mint
 from integrations.temporal import add_search_attributes
+from integrations.ticket_keys import ensure_development_keyring
 from models.migrate import upgrade
 from settings import Settings
 from workflows import search_attributes
@@ -72,9 +74,13 @@ async def session(shared_database_url: str) -> AsyncIterator[AsyncSession]:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    keys = tmp_path / "ticket-keys.json"
+    ensure_development_keyring(keys, key_id="test-1")
     return Settings(
         database_url=database_url,
+        ticket_keys_file=keys,
+        task_queue=f"tollgate-test-{uuid.uuid4()}",
         temporal_address=f"127.0.0.1:{free_port()}",  # nothing listens: tests needing it start one
         chain_rpc_url=f"http://127.0.0.1:{free_port()}",
         stripe_api_base=f"http://127.0.0.1:{free_port()}",

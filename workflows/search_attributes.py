@@ -9,5 +9,7 @@ ENTITY_ID = SearchAttributeKey.for_keyword("TollgateEntityId")
 ENTITY_TYPE = SearchAttributeKey.for_keyword("TollgateEntityType")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("TollgateCustomerId")
 STATUS = SearchAttributeKey.for_keyword("TollgateStatus")
+BOOKING_ID = SearchAttributeKey.for_keyword("TollgateBookingId")
+DRIVER_ID = SearchAttributeKey.for_keyword("TollgateDriverId")
 
-ALL = (ENTITY_ID, ENTITY_TYPE, CUSTOMER_ID, STATUS)
+ALL = (ENTITY_ID, ENTITY_TYPE, CUSTOMER_ID, STATUS, BOOKING_ID, DRIVER_ID)

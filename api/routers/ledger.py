@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from api.deps import Admin, PlatformAdmin, Session
-from api.pagination import Page, PageParams, page_params, paginate
-from domain.errors import ValidationError
+from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
 from domain.ledger import AccountType, PostingLine
 from domain.money import Money
 from models.ledger import LedgerAccount, LedgerTransaction
@@ -159,7 +158,7 @@ async def list_transactions(
     rows = await ledger.list_transactions(
         session,
         limit=params.limit,
-        starting_after=_uuid(params.starting_after, "starting_after"),
+        starting_after=uuid_cursor(params.starting_after),
         account_code=account,
     )
     views = await transactions_out(session, list(rows))
@@ -184,12 +183,3 @@ async def reverse_transaction(
 async def totals(session: Session, _: Admin) -> dict[str, int]:
     """Sum of all postings per currency; anything but zero means the ledger is broken."""
     return await ledger.totals_by_currency(session)
-
-
-def _uuid(value: str | None, param: str) -> uuid.UUID | None:
-    if value is None:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise ValidationError(f"{param} must be a transaction id", param=param) from exc

@@ -7,9 +7,12 @@ name-matched stub activities.
 
 import asyncio
 import uuid
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity
+from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -18,7 +21,15 @@ from devstack.binaries import find
 from integrations.temporal import add_search_attributes
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
 from workflows.search_attributes import ALL
-from workflows.types import PurgeInput, PurgeResult
+from workflows.tickets import TicketWorkflow
+from workflows.types import (
+    CancelTicket,
+    PurgeInput,
+    PurgeResult,
+    TicketActivityInput,
+    TicketActivityResult,
+    TicketInput,
+)
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -26,6 +37,22 @@ HISTORIES = Path(__file__).parent / "histories"
 @activity.defn(name="purge_expired_idempotency_keys")
 async def purge(_: PurgeInput) -> PurgeResult:
     return PurgeResult(deleted=3)
+
+
+@activity.defn(name="expire_ticket")
+async def expire_ticket(_: TicketActivityInput) -> TicketActivityResult:
+    return TicketActivityResult(status="EXPIRED")
+
+
+@activity.defn(name="cancel_ticket")
+async def cancel_ticket(_: TicketActivityInput) -> TicketActivityResult:
+    return TicketActivityResult(status="CANCELLED")
+
+
+async def save(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
 async def record() -> None:
@@ -39,19 +66,34 @@ async def record() -> None:
         async with Worker(
             env.client,
             task_queue=queue,
-            workflows=[PurgeExpiredIdempotencyKeysWorkflow],
-            activities=[purge],
+            workflows=[PurgeExpiredIdempotencyKeysWorkflow, TicketWorkflow],
+            activities=[purge, expire_ticket, cancel_ticket],
         ):
-            handle = await env.client.start_workflow(
+            purge_run = await env.client.start_workflow(
                 PurgeExpiredIdempotencyKeysWorkflow.run,
                 PurgeInput(),
                 id="purge-recorded",
                 task_queue=queue,
             )
-            await handle.result()
-            history = await handle.fetch_history()
-        HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / "purge_expired_idempotency_keys.json").write_text(history.to_json())
+            await purge_run.result()
+            await save(purge_run, "purge_expired_idempotency_keys")
+            now = await env.get_current_time()
+            for name, cancel in (("ticket_expired", False), ("ticket_cancelled", True)):
+                ticket = await env.client.start_workflow(
+                    TicketWorkflow.run,
+                    TicketInput(
+                        ticket_id=uuid.uuid4(),
+                        booking_id="bk-recorded",
+                        driver_id="drv-recorded",
+                        valid_until=now + timedelta(hours=1),
+                    ),
+                    id=f"ticket-{name}",
+                    task_queue=queue,
+                )
+                if cancel:
+                    await ticket.signal(TicketWorkflow.cancel, CancelTicket(reason="recorded"))
+                await ticket.result()
+                await save(ticket, name)
     finally:
         await env.shutdown()
 

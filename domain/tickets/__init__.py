@@ -1,0 +1,1 @@
+"""Signed QR tickets: claims, their encoding, signing keys and offline verification."""
