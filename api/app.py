@@ -1,5 +1,6 @@
 """The FastAPI application factory."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
@@ -64,7 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "temporal": temporal,
             **provider_checks(settings),
         }
+        app.state.background_tasks = set()
         yield
+        await asyncio.gather(*app.state.background_tasks, return_exceptions=True)
         await engine.dispose()
 
     app = FastAPI(

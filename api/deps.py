@@ -1,7 +1,8 @@
 """Request dependencies: the transaction, the caller, and role checks."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +41,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 def after_commit(request: Request, callback: AfterCommit) -> None:
     """Run ``callback`` (e.g. start a workflow) once the request's transaction has committed."""
     getattr(request.state, AFTER_COMMIT).append(callback)
+
+
+def in_background(request: Request, work: Coroutine[Any, Any, None]) -> None:
+    """Run best-effort work (a notification) without holding up the response; the app
+    keeps a reference until it finishes and awaits what is left at shutdown."""
+    tasks: set[asyncio.Task[None]] = request.app.state.background_tasks
+    task = asyncio.create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 def current_actor(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Actor:

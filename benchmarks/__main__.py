@@ -2,11 +2,12 @@
 
 import asyncio
 
-from benchmarks import ledger
+from benchmarks import ledger, tickets
 
 
 def main() -> None:
     asyncio.run(ledger.main())
+    tickets.main()
 
 
 if __name__ == "__main__":

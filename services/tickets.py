@@ -4,7 +4,7 @@ expiring and cleaning up. Status changes are compare-and-set on the row."""
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_, update
@@ -264,39 +264,47 @@ async def verify(
 ) -> Verification:
     """Check a scanned payload and mark its ticket USED exactly once; log every attempt.
 
-    Online scans are checked at the database's clock; uploaded offline scans at the time
-    they were made (``scanned_at``), each once per ``nonce``.
+    Online scans are checked now; uploaded offline scans at the time they were made
+    (``scanned_at``), each once per ``nonce``. The USED transition is one compare-and-set
+    that also checks the driver, so concurrent scans of one ticket accept exactly one.
     """
-    now = scanned_at or await _now(session)
+    now = scanned_at or datetime.now(UTC)
     verdict = verify_offline(payload, ring.public_keys(), now=now)
     ticket: Ticket | None = None
     reason = verdict.reason
     flagged = False
-    if verdict.valid and verdict.claims is not None:
-        found = await session.scalar(select(Ticket).where(Ticket.id == verdict.claims.ticket_id))
-        if found is None or not verdict.claims.is_for_booking(found.booking_id):
-            reason = Reason.NOT_FOUND
-        elif found.driver_id != driver_id:
-            ticket, reason = found, Reason.WRONG_DRIVER
+    claims = verdict.claims
+    if verdict.valid and claims is not None:
+        ticket = await session.scalar(
+            update(Ticket)
+            .where(
+                Ticket.id == claims.ticket_id,
+                Ticket.status == TicketStatus.ACTIVE.value,
+                Ticket.driver_id == driver_id,
+            )
+            .values(status=TicketStatus.USED.value, status_changed_at=now)
+            .returning(Ticket)
+        )
+        if ticket is not None:
+            reason = Reason.VALID
+            await _audit_transition(
+                session, ticket, "ticket.used", driver, source="offline" if nonce else "online"
+            )
         else:
-            used = await _transition(session, found.id, TicketStatus.USED, at=now)
-            if used is not None:
-                ticket, reason = used, Reason.VALID
-                await _audit_transition(
-                    session, used, "ticket.used", driver, source="offline" if nonce else "online"
-                )
+            ticket = await session.get(Ticket, claims.ticket_id, populate_existing=True)
+            if ticket is None:
+                reason = Reason.NOT_FOUND
+            elif ticket.driver_id != driver_id:
+                reason = Reason.WRONG_DRIVER
             else:
-                ticket = await get(session, found.id)
                 reason = STATUS_REASONS[TicketStatus(ticket.status)]
                 # A second scan of one ticket made while offline is worth a look.
                 flagged = nonce is not None and reason is Reason.ALREADY_USED
-    elif verdict.claims is not None:
-        ticket = await session.scalar(select(Ticket).where(Ticket.id == verdict.claims.ticket_id))
+    elif claims is not None:  # genuine but refused (window, revocation): say whose it is
+        ticket = await session.get(Ticket, claims.ticket_id)
     session.add(
         TicketVerification(
-            ticket_id=ticket.id
-            if ticket
-            else (verdict.claims.ticket_id if verdict.claims else None),
+            ticket_id=claims.ticket_id if claims else None,
             driver_id=driver_id,
             accepted=reason is Reason.VALID,
             reason=reason.value,

@@ -12,7 +12,14 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import CurrentActor, Session, after_commit, get_settings, require_roles
+from api.deps import (
+    CurrentActor,
+    Session,
+    after_commit,
+    get_settings,
+    in_background,
+    require_roles,
+)
 from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
 from domain.actors import Actor, Role
 from domain.errors import PermissionDenied
@@ -283,7 +290,7 @@ async def verify_ticket(
         ticket_id = result.ticket.id
 
         async def tell() -> None:
-            await notify(request, ticket_id, TicketStatus.USED)
+            in_background(request, notify(request, ticket_id, TicketStatus.USED))
 
         after_commit(request, tell)
     return verify_out(result)
@@ -348,7 +355,7 @@ async def upload_scans(
             used_id = outcome.ticket.id
 
             async def tell(ticket_id: uuid.UUID = used_id) -> None:
-                await notify(request, ticket_id, TicketStatus.USED)
+                in_background(request, notify(request, ticket_id, TicketStatus.USED))
 
             after_commit(request, tell)
         results.append(
@@ -469,7 +476,7 @@ async def cancel_ticket(
     cancelled = await tickets.cancel(session, ticket_id, actor=actor, reason=reason)
 
     async def tell() -> None:
-        await notify(request, ticket_id, TicketStatus.CANCELLED)
+        in_background(request, notify(request, ticket_id, TicketStatus.CANCELLED))
 
     after_commit(request, tell)
     return ticket_out(cancelled)

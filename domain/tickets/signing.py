@@ -100,9 +100,12 @@ class SigningKey:
 @dataclass(frozen=True)
 class KeyRing:
     keys: tuple[SigningKey, ...]
+    # Derived once: every verification looks the keys up.
+    _public: tuple[PublicKeyInfo, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", tuple(self.keys))
+        object.__setattr__(self, "_public", tuple(key.public_info() for key in self.keys))
         ids = [key.key_id for key in self.keys]
         if len(set(ids)) != len(ids):
             raise ValidationError("Key ids must be unique", param="keys")
@@ -138,7 +141,7 @@ class KeyRing:
 
     def public_keys(self) -> list[PublicKeyInfo]:
         """Every key, retired ones included, so scanners can tell retired from unknown."""
-        return [key.public_info() for key in self.keys]
+        return list(self._public)
 
 
 def public_keys_to_dict(keys: Iterable[PublicKeyInfo]) -> dict[str, Any]:

@@ -251,3 +251,22 @@ async def test_keys_are_published_and_bad_input_is_400(
     assert (await stack_api.post("/api/v1/tickets", json=naive, headers=admin)).status_code == 400
     garbage = await verify(stack_api, auth, "not a ticket")
     assert (garbage["valid"], garbage["reason"]) == (False, "malformed")
+
+
+async def test_an_expired_ticket_is_refused_with_whose_it_is(
+    stack_api: AsyncClient, auth: TokenFactory
+) -> None:
+    now = datetime.now(UTC)
+    body = {
+        **ticket_request(booking="bk-late"),
+        "valid_from": (now - timedelta(hours=3)).isoformat(),
+        "valid_until": (now - timedelta(hours=1)).isoformat(),
+    }
+    issued = await stack_api.post("/api/v1/tickets", json=body, headers=auth("platform_admin"))
+    answer = await verify(stack_api, auth, issued.json()["qr_payload"])
+    assert (answer["valid"], answer["reason"], answer["booking_id"], answer["user_id"]) == (
+        False,
+        "expired",
+        "bk-late",
+        "rider_a",
+    )

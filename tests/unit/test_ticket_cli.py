@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.tickets import tickets_app
-from domain.tickets.claims import TicketClaims
+from domain.tickets.claims import TicketClaims, ref
 from domain.tickets.signing import KeyRing, public_keys_to_dict, sign
 
 T0 = datetime(2030, 1, 1, 8, 0, tzinfo=UTC)
@@ -44,8 +44,8 @@ def test_a_valid_ticket_exits_0_with_its_claims(keys: Path) -> None:
         "valid": True,
         "reason": "valid",
         "ticket_id": str(TICKET.ticket_id),
-        "booking_id": "bk_1001",
-        "driver_id": "drv_7",
+        "booking_ref": ref("booking", "bk_1001").hex(),
+        "driver_ref": ref("driver", "drv_7").hex(),
         "valid_from": "2030-01-01T08:00:00+00:00",
         "valid_until": "2030-01-01T10:00:00+00:00",
     }
@@ -60,11 +60,30 @@ def test_an_invalid_ticket_exits_1_with_the_reason(keys: Path) -> None:
         "valid": False,
         "reason": "malformed",
         "ticket_id": None,
-        "booking_id": None,
-        "driver_id": None,
+        "booking_ref": None,
+        "driver_ref": None,
         "valid_from": None,
         "valid_until": None,
     }
+
+
+def test_the_scanning_driver_gets_only_their_own_tickets(keys: Path) -> None:
+    at = ("--now", "2030-01-01T09:00:00Z")
+    code, body, _ = run(PAYLOAD, "--keys", keys, *at, "--driver", "drv_7")
+    assert (code, body and body["reason"]) == (0, "valid")
+    for other in ("drv_8", "bk_1001"):
+        code, body, _ = run(PAYLOAD, "--keys", keys, *at, "--driver", other)
+        assert code == 1
+        assert body is not None
+        assert (body["valid"], body["reason"]) == (False, "wrong_driver")
+        # The signature checked out, so the ticket's claims are shown.
+        assert (body["ticket_id"], body["driver_ref"]) == (
+            str(TICKET.ticket_id),
+            ref("driver", "drv_7").hex(),
+        )
+    # Another reason found first wins over the driver's.
+    code, body, _ = run(PAYLOAD, "--keys", keys, "--now", "2030-01-01T12:00Z", "--driver", "x")
+    assert (code, body and body["reason"]) == (1, "expired")
 
 
 def test_the_clock_is_the_default_now(keys: Path) -> None:

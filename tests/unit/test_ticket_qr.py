@@ -10,50 +10,89 @@ from PIL import Image
 
 from domain.errors import ValidationError
 from domain.tickets import base45
-from domain.tickets.claims import MAX_CLAIMS_BYTES, MAX_PAYLOAD_BYTES, TicketClaims
+from domain.tickets.claims import (
+    ID_MAX_LENGTH,
+    KEY_ID_MAX_LENGTH,
+    MAX_CLAIMS_BYTES,
+    MAX_PAYLOAD_CHARS,
+    QR_MAX_VERSION,
+    SIGNATURE_SIZE,
+    TicketClaims,
+    encode_claims,
+)
 from domain.tickets.qr import etag, render
 from domain.tickets.signing import KeyRing, sign
+from domain.tickets.verification import Reason, verify_offline
 
 T0 = datetime(2030, 1, 1, 8, 0, tzinfo=UTC)
+BOOKING = str(uuid.UUID("0b6b3f4e-5f0a-4c55-9a43-6d1c1b1f0a77")) + ":v01"
+DRIVER = "drv_" + "9" * (ID_MAX_LENGTH - 4)
 
 
-def maximal_payload() -> str:
-    """A ticket as large as the QR budget allows: a 16-character key id, text ids filling
-    the rest."""
-    key_id = "K" * 16
-    room = MAX_CLAIMS_BYTES - (1 + 16 + 8) - (2 + len(key_id)) - 2 - 2
-    ticket = TicketClaims(
+def ticket(key_id: str, booking_id: str, driver_id: str) -> tuple[str, KeyRing]:
+    claims = TicketClaims(
         ticket_id=uuid.uuid4(),
-        booking_id="b" * (room // 2),
-        driver_id="d" * (room - room // 2),
+        booking_id=booking_id,
+        driver_id=driver_id,
         valid_from=T0,
         valid_until=T0 + timedelta(hours=1),
         key_id=key_id,
     )
-    payload = sign(ticket, KeyRing.generate(key_id))
-    assert len(base45.decode(payload)) == MAX_PAYLOAD_BYTES
-    return payload
+    ring = KeyRing.generate(key_id)
+    return sign(claims, ring), ring
 
 
-PAYLOAD = maximal_payload()
+def largest_ticket() -> tuple[str, KeyRing]:
+    """A ticket as large as tickets get: 40-character ids and an 8-character key id."""
+    assert len(BOOKING) == len(DRIVER) == ID_MAX_LENGTH
+    payload, ring = ticket("K" * KEY_ID_MAX_LENGTH, BOOKING, DRIVER)
+    claims_size = len(base45.decode(payload)) - SIGNATURE_SIZE
+    assert claims_size == 1 + 16 + 8 + 1 + KEY_ID_MAX_LENGTH + 8 + 8 <= MAX_CLAIMS_BYTES
+    assert len(payload) <= MAX_PAYLOAD_CHARS
+    return payload, ring
 
 
-def test_a_maximal_ticket_fits_qr_version_7_at_error_correction_m() -> None:
-    auto = segno.make(PAYLOAD, error="m", micro=False)
-    forced = segno.make(PAYLOAD, error="m", micro=False, mode="alphanumeric", boost_error=False)
+PAYLOAD, RING = largest_ticket()
+SMALLEST, _ = ticket("k", "b", "d")
+
+
+def scan(png: bytes) -> str:
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    assert [b.format for b in found] == [zxingcpp.BarcodeFormat.QRCode]
+    return found[0].text
+
+
+@pytest.mark.parametrize("payload", [PAYLOAD, SMALLEST], ids=["largest", "smallest"])
+def test_tickets_fit_qr_version_7_at_error_correction_m(payload: str) -> None:
+    auto = segno.make(payload, error="m", micro=False)
+    forced = segno.make(payload, error="m", micro=False, mode="alphanumeric", boost_error=False)
     for code in (auto, forced):
         assert code.mode == "alphanumeric"
-        assert int(code.version) <= 7
+        assert int(code.version) <= QR_MAX_VERSION == 7
     assert forced.error == "M"
+    assert scan(render(payload, "png", 4)) == payload
 
 
-def test_the_png_scans_back_to_the_payload() -> None:
+def test_the_png_of_the_largest_ticket_scans_back_to_a_valid_ticket() -> None:
     png = render(PAYLOAD, "png", 4)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     image = Image.open(io.BytesIO(png))
     assert image.size == ((45 + 2 * 4) * 4,) * 2  # version 7 is 45 modules, plus the border
-    found = zxingcpp.read_barcodes(image)
-    assert [(b.format, b.text) for b in found] == [(zxingcpp.BarcodeFormat.QRCode, PAYLOAD)]
+    scanned = scan(png)
+    assert scanned == PAYLOAD
+    verdict = verify_offline(scanned, RING.public_keys(), now=T0, driver_id=DRIVER)
+    assert verdict.reason is Reason.VALID
+    assert verdict.claims is not None and verdict.claims.is_for_booking(BOOKING)
+    assert base45.decode(scanned)[:-SIGNATURE_SIZE] == encode_claims(
+        TicketClaims(
+            ticket_id=verdict.claims.ticket_id,
+            booking_id=BOOKING,
+            driver_id=DRIVER,
+            valid_from=T0,
+            valid_until=T0 + timedelta(hours=1),
+            key_id="K" * KEY_ID_MAX_LENGTH,
+        )
+    )
 
 
 def test_the_svg_is_an_svg_document() -> None:
