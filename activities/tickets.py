@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.errors import business_errors
 from domain.actors import Actor, Role
-from domain.errors import Conflict, NotFound
+from domain.errors import Conflict
 from services import tickets
 from workflows.types import (
     PurgeInput,
@@ -26,30 +26,28 @@ class TicketActivities:
 
     @activity.defn(name="expire_ticket")
     async def expire_ticket(self, request: TicketActivityInput) -> TicketActivityResult:
-        async with self.sessionmaker() as session, session.begin():
-            try:
+        with business_errors():
+            async with self.sessionmaker() as session, session.begin():
                 status = await tickets.expire(
                     session, request.ticket_id, actor=Actor(request.actor, Role.SYSTEM)
                 )
-            except NotFound as exc:
-                raise ApplicationError(exc.message, type="NotFound", non_retryable=True) from exc
         return TicketActivityResult(status=status.value)
 
     @activity.defn(name="cancel_ticket")
     async def cancel_ticket(self, request: TicketActivityInput) -> TicketActivityResult:
         """Cancel if still ACTIVE; otherwise report the state it is in (nothing to undo)."""
-        async with self.sessionmaker() as session, session.begin():
-            try:
-                ticket = await tickets.cancel(
-                    session,
-                    request.ticket_id,
-                    actor=Actor(request.actor, Role.SYSTEM),
-                    reason=request.reason or "cancelled by an operator",
-                )
-            except Conflict as exc:
-                return TicketActivityResult(status=str(exc.details["status"]))
-            except NotFound as exc:
-                raise ApplicationError(exc.message, type="NotFound", non_retryable=True) from exc
+        with business_errors():
+            async with self.sessionmaker() as session, session.begin():
+                try:
+                    ticket = await tickets.cancel(
+                        session,
+                        request.ticket_id,
+                        actor=Actor(request.actor, Role.SYSTEM),
+                        reason=request.reason or "cancelled by an operator",
+                    )
+                except Conflict as used_or_expired:
+                    # Nothing to cancel: the workflow ends in the state the ticket reached.
+                    return TicketActivityResult(status=str(used_or_expired.details["status"]))
         return TicketActivityResult(status=ticket.status)
 
     @activity.defn(name="purge_expired_tickets")
