@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from temporalio.client import Client
 
@@ -106,31 +107,53 @@ async def measure(settings: Settings) -> None:
         print(f"tickets: bare workflow starts:    {start_rate:,.0f} per second")
         print(f"tickets: issue/start ratio {issue_rate / start_rate:.2f} (goal >= 0.8)")
 
-        by_driver: dict[str, list[str]] = {}
-        for ticket in issued:
-            by_driver.setdefault(ticket["driver_id"], []).append(ticket["qr_payload"])
-        latencies: list[float] = []
+    await settle(temporal)
+    await verification_latency(settings, api, issued)
+
+
+async def settle(temporal: Client, quiet_seconds: float = 2.0) -> None:
+    """Wait until the ticket workflows just started have run their first tasks, so the
+    verification figures do not also measure Temporal catching up on the same cores."""
+    previous = -1
+    while True:
+        running = (await temporal.count_workflows("ExecutionStatus='Running'")).count
+        if running == previous:
+            return
+        previous = running
+        await asyncio.sleep(quiet_seconds)
+
+
+async def verification_latency(settings: Settings, api: str, issued: list[dict[str, Any]]) -> None:
+    """50 drivers scanning at once. aiohttp, not httpx, drives the load: on 2 shared cores
+    httpx's own CPU cost showed up in the latencies it measured."""
+    by_driver: dict[str, list[str]] = {}
+    for ticket in issued:
+        by_driver.setdefault(ticket["driver_id"], []).append(ticket["qr_payload"])
+    latencies: list[float] = []
+    connector = aiohttp.TCPConnector(limit=VERIFY_CLIENTS)
+    async with aiohttp.ClientSession(api, connector=connector) as http:
 
         async def driver_client(driver: str, payloads: list[str]) -> None:
             headers = bearer(settings, Role.DRIVER, driver)
             for payload in payloads:
                 started = time.perf_counter()
-                response = await http.post(
+                async with http.post(
                     "/api/v1/tickets/verify",
                     json={"payload": payload, "driver_id": driver},
                     headers=headers,
-                )
+                ) as response:
+                    answer = await response.json()
                 latencies.append(time.perf_counter() - started)
-                assert response.json()["valid"], response.text
+                assert answer["valid"], answer
 
         await asyncio.gather(*(driver_client(d, p) for d, p in by_driver.items()))
-        ordered = sorted(latencies)
-        p50 = statistics.median(ordered) * 1000
-        p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
-        print(
-            f"tickets: verification with {len(by_driver)} concurrent clients, "
-            f"{len(ordered)} scans: p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal p99 <= 10 ms)"
-        )
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered) * 1000
+    p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
+    print(
+        f"tickets: verification with {len(by_driver)} concurrent clients, "
+        f"{len(ordered)} scans: p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal p99 <= 10 ms)"
+    )
 
 
 def main() -> None:
