@@ -1,38 +1,68 @@
-"""The API wired to a real Temporal dev server and a worker running the project's workflows."""
+"""The embedded stack `make run` starts (PostgreSQL, Temporal, anvil, Stripe sandbox, worker,
+API over TCP), once per test session, for tests that go through HTTP end to end."""
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import pytest
-from httpx import ASGITransport, AsyncClient
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from httpx import AsyncClient
+from temporalio.client import Client
 
-from api.app import create_app
-from models.engine import make_engine, make_sessionmaker
-from settings import Settings
-from worker import WORKFLOWS, activities
+from devstack.ephemeral import RunningStack, ephemeral_stack
+from domain.actors import Role
+from domain.tokens import mint
+from integrations.temporal import connect
+from tests.conftest import TokenFactory
+
+
+class Names:
+    """Per-test ids on the shared stack: ``n("rider_a")`` is ``rider_a-<suffix>``."""
+
+    def __init__(self) -> None:
+        self.suffix = uuid.uuid4().hex[:8]
+
+    def __call__(self, base: str) -> str:
+        return f"{base}-{self.suffix}"
 
 
 @pytest.fixture
-def stack_settings(settings: Settings, local_temporal: WorkflowEnvironment) -> Settings:
-    target = local_temporal.client.service_client.config.target_host
-    return settings.model_copy(update={"temporal_address": target})
+def n() -> Names:
+    return Names()
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    with ephemeral_stack(tmp_path_factory.mktemp("embedded")) as stack:
+        yield stack
 
 
 @pytest.fixture
-async def stack_api(
-    stack_settings: Settings, local_temporal: WorkflowEnvironment
-) -> AsyncIterator[AsyncClient]:
-    engine = make_engine(stack_settings.sqlalchemy_url)
-    app = create_app(stack_settings)
-    async with Worker(
-        local_temporal.client,
-        task_queue=stack_settings.task_queue,
-        workflows=list(WORKFLOWS),
-        activities=activities(make_sessionmaker(engine), stack_settings),
-    ):
-        async with app.router.lifespan_context(app):
-            transport = ASGITransport(app=app)
-            async with AsyncClient(transport=transport, base_url="http://tollgate.test") as client:
-                yield client
-    await engine.dispose()
+async def stack_api(embedded: RunningStack) -> AsyncIterator[AsyncClient]:
+    url = f"http://127.0.0.1:{embedded.settings.api_port}"
+    async with AsyncClient(base_url=url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def stack_temporal(embedded: RunningStack) -> Client:
+    settings = embedded.settings
+    return await connect(settings.temporal_address, settings.temporal_namespace)
+
+
+@pytest.fixture
+def auth(embedded: RunningStack) -> TokenFactory:
+    """Tokens the embedded stack accepts (its JWT secret, not the unit tests')."""
+    settings = embedded.settings
+
+    def headers(role: Role | str, sub: str = "user_1", ttl: float = 3600) -> dict[str, str]:
+        token = mint(
+            subject=sub,
+            role=Role(role),
+            secret=settings.jwt_secret,
+            issuer=settings.jwt_issuer,
+            ttl=timedelta(seconds=ttl),
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers
