@@ -4,6 +4,7 @@ template, the API in-process, bearer tokens, and the time-skipping Temporal serv
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -101,21 +102,23 @@ async def api(settings: Settings) -> AsyncIterator[AsyncClient]:
 TokenFactory = Callable[..., dict[str, str]]
 
 
+def token_headers(
+    settings: Settings, role: Role | str, sub: str = "user_1", ttl: float = 3600
+) -> dict[str, str]:
+    token = mint(
+        subject=sub,
+        role=Role(role),
+        secret=settings.jwt_secret,
+        issuer=settings.jwt_issuer,
+        ttl=timedelta(seconds=ttl),
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 def auth(settings: Settings) -> TokenFactory:
     """``auth(role, sub=...)`` returns an Authorization header for that caller."""
-
-    def headers(role: Role | str, sub: str = "user_1", ttl: float = 3600) -> dict[str, str]:
-        token = mint(
-            subject=sub,
-            role=Role(role),
-            secret=settings.jwt_secret,
-            issuer=settings.jwt_issuer,
-            ttl=timedelta(seconds=ttl),
-        )
-        return {"Authorization": f"Bearer {token}"}
-
-    return headers
+    return partial(token_headers, settings)
 
 
 @pytest.fixture(scope="session")

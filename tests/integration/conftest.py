@@ -3,17 +3,15 @@ API over TCP), once per test session, for tests that go through HTTP end to end.
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from functools import partial
 
 import pytest
 from httpx import AsyncClient
 from temporalio.client import Client
 
 from devstack.ephemeral import RunningStack, ephemeral_stack
-from domain.actors import Role
-from domain.tokens import mint
 from integrations.temporal import connect
-from tests.conftest import TokenFactory
+from tests.conftest import TokenFactory, token_headers
 
 
 class Names:
@@ -53,16 +51,4 @@ async def stack_temporal(embedded: RunningStack) -> Client:
 @pytest.fixture
 def auth(embedded: RunningStack) -> TokenFactory:
     """Tokens the embedded stack accepts (its JWT secret, not the unit tests')."""
-    settings = embedded.settings
-
-    def headers(role: Role | str, sub: str = "user_1", ttl: float = 3600) -> dict[str, str]:
-        token = mint(
-            subject=sub,
-            role=Role(role),
-            secret=settings.jwt_secret,
-            issuer=settings.jwt_issuer,
-            ttl=timedelta(seconds=ttl),
-        )
-        return {"Authorization": f"Bearer {token}"}
-
-    return headers
+    return partial(token_headers, embedded.settings)

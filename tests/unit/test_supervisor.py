@@ -36,7 +36,7 @@ async def test_a_part_exiting_while_starting_is_named_with_its_log(tmp_path: Pat
 
 async def test_a_part_dying_later_stops_the_watch(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path, out=io.StringIO())
-    await supervisor.start(Part("steady", python("import time; time.sleep(60)"), always))
+    await supervisor.start(Part("steady", python("import signal; signal.pause()"), always))
     await supervisor.start(Part("fragile", python("import time; time.sleep(0.3)"), always))
     with pytest.raises(PartFailed) as caught:
         await asyncio.wait_for(supervisor.watch(asyncio.Event()), 10)
@@ -50,7 +50,7 @@ async def test_a_failing_set_up_step_fails_its_part(tmp_path: Path) -> None:
     async def migrate() -> None:
         raise RuntimeError("migration 0002 failed")
 
-    part = Part("db", python("import time; time.sleep(60)"), always, after_ready=migrate)
+    part = Part("db", python("import signal; signal.pause()"), always, after_ready=migrate)
     with pytest.raises(PartFailed, match="migration 0002 failed"):
         await supervisor.start(part)
     supervisor.stop_all()
@@ -60,9 +60,9 @@ async def test_stop_all_ends_parts_and_their_children(tmp_path: Path) -> None:
     out = io.StringIO()
     supervisor = Supervisor(tmp_path, out=out)
     spawner = python(
-        "import subprocess, sys, time;"
-        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
-        "time.sleep(60)"
+        "import signal, subprocess, sys;"
+        "subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()']);"
+        "signal.pause()"
     )
     await supervisor.start(Part("parent", spawner, always))
     parent = psutil.Process(supervisor.running[0].process.pid)
