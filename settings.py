@@ -32,11 +32,6 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = Field(None, description="Temporal Cloud API key")
     temporal_ui_port: int = Field(8233, description="Port of the embedded Temporal Web UI")
     task_queue: str = Field("tollgate", description="Task queue of workflows and DB activities")
-    stripe_task_queue: str = Field("tollgate-stripe", description="Task queue of Stripe calls")
-    stripe_activities_per_second: float = Field(
-        25.0, description="Rate limit on Stripe calls, enforced by Temporal on the Stripe queue"
-    )
-    chain_task_queue: str = Field("tollgate-chain", description="Task queue of the chain sender")
 
     # Chain
     chain_rpc_url: str = Field("http://127.0.0.1:8545", description="JSON-RPC URL (Polygon)")
@@ -44,7 +39,6 @@ class Settings(BaseSettings):
         None, description="Hex key of the sender; default: anvil's first dev account"
     )
     chain_key_file: Path | None = Field(None, description="File holding the sender's hex key")
-    chain_confirmations: int = Field(1, description="Confirmations to wait for a transaction")
     chain_deployments_file: Path | None = Field(
         None, description="JSON of deployed contract addresses; default: <data_dir>/chain.json"
     )
@@ -63,7 +57,6 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    public_url: str | None = Field(None, description="Base URL the API is reached at")
     jwt_secret: str = Field(
         "dev-only-secret-change-me-in-production-0123456789", description="HS256 signing key"
     )
@@ -99,10 +92,6 @@ class Settings(BaseSettings):
     @property
     def ticket_keys_path(self) -> Path:
         return self.ticket_keys_file or self.data_dir / "ticket-keys.json"
-
-    @property
-    def api_url(self) -> str:
-        return self.public_url or f"http://{self.api_host}:{self.api_port}"
 
     @property
     def temporal_ui_url(self) -> str:

@@ -1,8 +1,4 @@
-"""The Temporal worker: every workflow and activity of the project, on their task queues.
-
-Stripe calls run on their own queue, rate-limited by Temporal
-(``max_task_queue_activities_per_second``); chain transactions on a queue with one sender.
-"""
+"""The Temporal worker: every workflow and activity of the project, on its task queue."""
 
 import asyncio
 import logging

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import Actor, Role
@@ -241,6 +242,7 @@ class Verification:
     valid: bool
     reason: Reason
     ticket: Ticket | None
+    log: TicketVerification
     flagged: bool = False
 
 
@@ -302,21 +304,26 @@ async def verify(
                 flagged = nonce is not None and reason is Reason.ALREADY_USED
     elif claims is not None:  # genuine but refused (window, revocation): say whose it is
         ticket = await session.get(Ticket, claims.ticket_id)
-    session.add(
-        TicketVerification(
-            ticket_id=claims.ticket_id if claims else None,
-            driver_id=driver_id,
-            accepted=reason is Reason.VALID,
-            reason=reason.value,
-            location=location,
-            source="offline" if nonce else "online",
-            nonce=nonce,
-            flagged=flagged,
-            scanned_at=now,
-        )
+    log = TicketVerification(
+        ticket_id=claims.ticket_id if claims else None,
+        driver_id=driver_id,
+        accepted=reason is Reason.VALID,
+        reason=reason.value,
+        location=location,
+        source="offline" if nonce else "online",
+        nonce=nonce,
+        flagged=flagged,
+        scanned_at=now,
     )
+    session.add(log)
     await session.flush()
-    return Verification(reason is Reason.VALID, reason, ticket, flagged)
+    return Verification(reason is Reason.VALID, reason, ticket, log, flagged)
+
+
+@dataclass(frozen=True)
+class Upload:
+    log: TicketVerification
+    used_now: Ticket | None  # the ticket this upload marked USED, if any
 
 
 async def upload_offline_scan(
@@ -329,24 +336,31 @@ async def upload_offline_scan(
     scanned_at: datetime,
     location: dict[str, Any] | None,
     ring: KeyRing,
-) -> Verification | TicketVerification:
+) -> Upload:
     """Record a scan made offline once per nonce; a repeated upload returns the first record."""
-    existing = await session.scalar(
-        select(TicketVerification).where(TicketVerification.nonce == nonce)
-    )
+    by_nonce = select(TicketVerification).where(TicketVerification.nonce == nonce)
+    existing = await session.scalar(by_nonce)
     if existing is not None:
-        return existing
-    async with session.begin_nested():
-        return await verify(
-            session,
-            payload=payload,
-            driver=driver,
-            driver_id=driver_id,
-            location=location,
-            ring=ring,
-            scanned_at=scanned_at,
-            nonce=nonce,
-        )
+        return Upload(existing, None)
+    try:
+        async with session.begin_nested():
+            result = await verify(
+                session,
+                payload=payload,
+                driver=driver,
+                driver_id=driver_id,
+                location=location,
+                ring=ring,
+                scanned_at=scanned_at,
+                nonce=nonce,
+            )
+    except IntegrityError:
+        # The same scan uploaded concurrently: the first upload's record stands.
+        first = await session.scalar(by_nonce)
+        if first is None:
+            raise
+        return Upload(first, None)
+    return Upload(result.log, result.ticket if result.valid else None)
 
 
 async def verifications(

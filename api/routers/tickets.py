@@ -26,7 +26,7 @@ from domain.errors import PermissionDenied
 from domain.tickets import qr
 from domain.tickets.lifecycle import TicketStatus
 from domain.tickets.signing import KeyRing
-from models.tickets import Ticket, TicketVerification
+from models.tickets import Ticket
 from services import tickets
 from settings import Settings
 from workflows.tickets import TicketWorkflow
@@ -330,7 +330,7 @@ async def upload_scans(
     results = []
     for scan in body.scans:
         _own_driver_id(actor, scan.driver_id)
-        outcome = await tickets.upload_offline_scan(
+        upload = await tickets.upload_offline_scan(
             session,
             nonce=scan.nonce,
             payload=scan.payload,
@@ -340,19 +340,8 @@ async def upload_scans(
             location=scan.location.model_dump() if scan.location else None,
             ring=ring,
         )
-        if isinstance(outcome, TicketVerification):
-            results.append(
-                ScanOut(
-                    nonce=scan.nonce,
-                    accepted=outcome.accepted,
-                    reason=outcome.reason,
-                    ticket_id=outcome.ticket_id,
-                    flagged=outcome.flagged,
-                )
-            )
-            continue
-        if outcome.valid and outcome.ticket is not None:
-            used_id = outcome.ticket.id
+        if upload.used_now is not None:
+            used_id = upload.used_now.id
 
             async def tell(ticket_id: uuid.UUID = used_id) -> None:
                 in_background(request, notify(request, ticket_id, TicketStatus.USED))
@@ -361,10 +350,10 @@ async def upload_scans(
         results.append(
             ScanOut(
                 nonce=scan.nonce,
-                accepted=outcome.valid,
-                reason=outcome.reason.value,
-                ticket_id=outcome.ticket.id if outcome.ticket else None,
-                flagged=outcome.flagged,
+                accepted=upload.log.accepted,
+                reason=upload.log.reason,
+                ticket_id=upload.log.ticket_id,
+                flagged=upload.log.flagged,
             )
         )
     return ScansOut(data=results)

@@ -117,6 +117,15 @@ class Context:
     def available(self, currency: str) -> int:
         return self.store.balance_totals().get((currency, "available"), 0)
 
+    def update_metadata(self, type_: str, object_id: str, params: Params) -> dict[str, Any]:
+        """``POST /v1/<objects>/<id>`` for objects whose only updatable field is metadata."""
+        params.only("metadata")
+        obj = self.load(type_, object_id)
+        obj["metadata"] = params.metadata(obj["metadata"])
+        self.store.update(obj)
+        self.emit(f"{type_}.updated", obj)
+        return self.render(obj, params.expand())
+
     def render(self, obj: dict[str, Any], expand: list[str]) -> dict[str, Any]:
         result = public(obj)
         for path in expand:

@@ -11,7 +11,9 @@ _REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 
 
 def _format(amount: int, currency: str) -> str:
-    return f"{amount / 100:.2f} {currency.upper()}"
+    # Integer arithmetic: money is never a float, not even in a message.
+    units, cents = divmod(amount, 100)
+    return f"{units}.{cents:02d} {currency.upper()}"
 
 
 def create(ctx: Context, params: Params) -> dict[str, Any]:
@@ -115,12 +117,7 @@ def retrieve(ctx: Context, params: Params, refund: str) -> dict[str, Any]:
 
 
 def update(ctx: Context, params: Params, refund: str) -> dict[str, Any]:
-    params.only("metadata")
-    obj = ctx.load("refund", refund)
-    obj["metadata"] = params.metadata(obj["metadata"])
-    ctx.store.update(obj)
-    ctx.emit("refund.updated", obj)
-    return ctx.render(obj, params.expand())
+    return ctx.update_metadata("refund", refund, params)
 
 
 def list_(ctx: Context, params: Params) -> dict[str, Any]:

@@ -164,12 +164,7 @@ def retrieve_payout(ctx: Context, params: Params, payout: str) -> dict[str, Any]
 
 
 def update_payout(ctx: Context, params: Params, payout: str) -> dict[str, Any]:
-    params.only("metadata")
-    obj = ctx.load("payout", payout)
-    obj["metadata"] = params.metadata(obj["metadata"])
-    ctx.store.update(obj)
-    ctx.emit("payout.updated", obj)
-    return ctx.render(obj, params.expand())
+    return ctx.update_metadata("payout", payout, params)
 
 
 def list_payouts(ctx: Context, params: Params) -> dict[str, Any]:
