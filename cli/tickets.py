@@ -26,7 +26,13 @@ def tickets() -> None:
 
 @tickets_app.command("verify-offline")
 def verify_offline_command(
-    payload: Annotated[str, typer.Argument(help="The scanned QR payload (base45 text).")],
+    payload: Annotated[
+        str,
+        typer.Argument(
+            help="The scanned QR payload (base45 text). Base45 payloads may start with '-': "
+            "put the payload after `--`, e.g. `verify-offline --keys keys.json -- PAYLOAD`."
+        ),
+    ],
     keys: Annotated[Path, typer.Option(help="keys.json, as served by GET /api/v1/tickets/keys.")],
     revoked: Annotated[
         Path | None,
