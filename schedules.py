@@ -20,9 +20,13 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from settings import Settings
+from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow
-from workflows.types import PurgeInput
+from workflows.types import AnchorRunInput, ConfirmRunInput, PurgeInput
+
+ANCHORING_SCHEDULE = "tickets-anchoring"
 
 
 @dataclass(frozen=True)
@@ -35,20 +39,57 @@ class PeriodicJob:
     catchup_window: timedelta = timedelta(hours=1)
 
 
-JOBS: tuple[PeriodicJob, ...] = (
-    PeriodicJob(
-        "idempotency-keys-purge",
-        PurgeExpiredIdempotencyKeysWorkflow.run,
-        PurgeInput(),
-        ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
-    ),
-    PeriodicJob(
-        "tickets-cleanup",
-        PurgeExpiredTicketsWorkflow.run,
-        PurgeInput(),
-        ScheduleSpec(cron_expressions=["0 2 * * *"], time_zone_name="UTC"),
-    ),
-)
+def jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
+    """The periodic jobs, with the arguments and intervals the settings give them."""
+    return (
+        PeriodicJob(
+            "idempotency-keys-purge",
+            PurgeExpiredIdempotencyKeysWorkflow.run,
+            PurgeInput(),
+            ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+        ),
+        PeriodicJob(
+            "tickets-cleanup",
+            PurgeExpiredTicketsWorkflow.run,
+            PurgeInput(),
+            ScheduleSpec(cron_expressions=["0 2 * * *"], time_zone_name="UTC"),
+        ),
+        PeriodicJob(
+            ANCHORING_SCHEDULE,
+            AnchorTicketsWorkflow.run,
+            anchor_run_input(settings),
+            ScheduleSpec(
+                intervals=[
+                    ScheduleIntervalSpec(every=timedelta(minutes=settings.anchor_interval_minutes))
+                ]
+            ),
+        ),
+        PeriodicJob(
+            "anchor-confirmations",
+            ConfirmAnchorBatchesWorkflow.run,
+            ConfirmRunInput(
+                confirmations=settings.chain_confirmations,
+                chain_task_queue=settings.chain_task_queue,
+            ),
+            ScheduleSpec(
+                intervals=[
+                    ScheduleIntervalSpec(
+                        every=timedelta(minutes=settings.anchor_confirm_interval_minutes)
+                    )
+                ]
+            ),
+        ),
+    )
+
+
+def anchor_run_input(settings: Settings) -> AnchorRunInput:
+    """What an anchoring run needs from the settings (workflows never read them)."""
+    return AnchorRunInput(
+        max_leaves=settings.anchor_batch_size,
+        confirmations=settings.chain_confirmations,
+        poll_seconds=settings.chain_poll_seconds,
+        chain_task_queue=settings.chain_task_queue,
+    )
 
 
 def build_schedule(job: PeriodicJob, task_queue: str) -> Schedule:
@@ -61,11 +102,11 @@ def build_schedule(job: PeriodicJob, task_queue: str) -> Schedule:
     )
 
 
-async def sync(client: Client, task_queue: str) -> dict[str, str]:
+async def sync(client: Client, settings: Settings) -> dict[str, str]:
     """Create missing schedules and update existing ones; returns what it did per id."""
     done: dict[str, str] = {}
-    for job in JOBS:
-        schedule = build_schedule(job, task_queue)
+    for job in jobs(settings):
+        schedule = build_schedule(job, settings.task_queue)
         try:
             await client.create_schedule(job.schedule_id, schedule)
             done[job.schedule_id] = "created"

@@ -4,10 +4,11 @@ Defaults describe the embedded stack that ``make run`` starts; production points
 elsewhere (see the README's settings table). Workflows never import this module.
 """
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Anvil's first well-known development account: funded on every fresh anvil chain.
@@ -34,15 +35,55 @@ class Settings(BaseSettings):
     task_queue: str = Field("tollgate", description="Task queue of workflows and DB activities")
 
     # Chain
-    chain_rpc_url: str = Field("http://127.0.0.1:8545", description="JSON-RPC URL (Polygon)")
-    chain_private_key: str | None = Field(
+    chain_rpc_url: str = Field(
+        "http://127.0.0.1:8545", description="JSON-RPC URL of the chain (production: Polygon)"
+    )
+    chain_id: int = Field(31337, description="Chain id the sender insists on (Polygon: 137)")
+    chain_private_key: SecretStr | None = Field(
         None, description="Hex key of the sender; default: anvil's first dev account"
     )
     chain_key_file: Path | None = Field(None, description="File holding the sender's hex key")
     chain_deployments_file: Path | None = Field(
         None, description="JSON of deployed contract addresses; default: <data_dir>/chain.json"
     )
+    chain_anchor_address: str | None = Field(
+        None, description="Address of the Anchor contract; default: from the deployments file"
+    )
+    chain_confirmations: int = Field(
+        1, ge=1, description="Blocks (the mined one included) before a batch is CONFIRMED"
+    )
+    chain_gas_cap: int = Field(
+        300_000, gt=0, description="Largest gas limit the sender will sign for one transaction"
+    )
+    chain_max_fee_per_gas: int = Field(
+        500 * 10**9, gt=0, description="Cap on the EIP-1559 max fee per gas, in wei"
+    )
+    chain_priority_fee: int | None = Field(
+        None, ge=0, description="Priority fee per gas in wei; default: the node's suggestion"
+    )
+    chain_resend_after_seconds: int = Field(
+        180, gt=0, description="A transaction pending this long is re-sent with 12.5% more fee"
+    )
+    chain_poll_seconds: int = Field(
+        5, gt=0, description="How often a run checks its transaction's confirmations"
+    )
+    chain_task_queue: str = Field(
+        "tollgate-chain", description="Task queue of chain activities, one at a time"
+    )
     anvil_port: int = Field(8545, description="Port of the embedded anvil node")
+
+    # Anchoring
+    anchor_interval_minutes: int = Field(
+        15, gt=0, description="How often the anchoring Schedule runs"
+    )
+    anchor_confirm_interval_minutes: int = Field(
+        5, gt=0, description="How often the safety net checks batches left SUBMITTED"
+    )
+    anchor_batch_size: int = Field(
+        1000,
+        gt=0,
+        description="Most tickets in one batch; this many pending starts a run early",
+    )
 
     # Stripe
     stripe_api_key: str = Field("sk_test_tollgate_sandbox", description="Stripe secret key")
@@ -98,9 +139,22 @@ class Settings(BaseSettings):
         host = self.temporal_address.rsplit(":", 1)[0]
         return f"http://{host}:{self.temporal_ui_port}"
 
+    def anchor_address(self) -> str:
+        """The Anchor contract: the setting, else what ``tollgate deploy-contracts`` saved."""
+        if self.chain_anchor_address:
+            return self.chain_anchor_address
+        try:
+            saved = json.loads(self.deployments_file.read_text())
+            return str(saved["contracts"]["Anchor"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RuntimeError(
+                f"no Anchor contract address: {self.deployments_file} is missing or unreadable; "
+                "run `tollgate deploy-contracts` or set TOLLGATE_CHAIN_ANCHOR_ADDRESS"
+            ) from exc
+
     def chain_sender_key(self) -> str:
         if self.chain_private_key:
-            return self.chain_private_key
+            return self.chain_private_key.get_secret_value()
         if self.chain_key_file:
             return self.chain_key_file.read_text().strip()
         return ANVIL_DEV_PRIVATE_KEY

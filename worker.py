@@ -7,16 +7,21 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from pydantic import SecretStr
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 import schedules
+from activities.anchoring import AnchorBatchActivities, AnchorChainActivities
+from activities.chain_sender import ChainSender, SenderConfig
 from activities.maintenance import MaintenanceActivities
 from activities.tickets import TicketActivities
+from integrations.anchor_contract import AnchorContract
 from integrations.temporal import connect, register_search_attributes
 from models.engine import make_engine, make_sessionmaker
 from settings import Settings, get_settings
 from workflows import search_attributes
+from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow, TicketWorkflow
 
@@ -26,20 +31,50 @@ WORKFLOWS: Sequence[type] = (
     PurgeExpiredIdempotencyKeysWorkflow,
     TicketWorkflow,
     PurgeExpiredTicketsWorkflow,
+    AnchorTicketsWorkflow,
+    ConfirmAnchorBatchesWorkflow,
 )
 
 
 def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
+    """Activities of the main task queue: database steps."""
     maintenance = MaintenanceActivities(sessionmaker)
     ticket = TicketActivities(
         sessionmaker, retention=timedelta(days=settings.ticket_retention_days)
     )
+    anchor = AnchorBatchActivities(sessionmaker)
     return [
         maintenance.purge_expired_idempotency_keys,
         ticket.expire_ticket,
         ticket.cancel_ticket,
         ticket.purge_expired_tickets,
+        anchor.create_anchor_batch,
+        anchor.fail_anchor_batch,
+        anchor.list_submitted_batches,
     ]
+
+
+def chain_sender(sessionmaker: Any, settings: Settings) -> ChainSender:
+    return ChainSender(
+        sessionmaker,
+        SenderConfig(
+            rpc_url=settings.chain_rpc_url,
+            chain_id=settings.chain_id,
+            private_key=SecretStr(settings.chain_sender_key()),
+            gas_cap=settings.chain_gas_cap,
+            max_fee_per_gas=settings.chain_max_fee_per_gas,
+            priority_fee=settings.chain_priority_fee,
+            resend_after=timedelta(seconds=settings.chain_resend_after_seconds),
+        ),
+    )
+
+
+def chain_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
+    """Activities of the chain task queue, which runs one at a time: the serialized sender."""
+    sender = chain_sender(sessionmaker, settings)
+    contract = AnchorContract(sender.client.w3, settings.chain_rpc_url, settings.anchor_address())
+    anchor = AnchorChainActivities(sessionmaker, sender, contract)
+    return [anchor.submit_anchor_batch, anchor.check_anchor_batch]
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -62,17 +97,25 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     )
     if added:
         log.info("registered search attributes %s", ", ".join(added))
-    log.info("schedules: %s", await schedules.sync(client, settings.task_queue))
+    log.info("schedules: %s", await schedules.sync(client, settings))
     engine = make_engine(settings.sqlalchemy_url)
+    sessionmaker = make_sessionmaker(engine)
     worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities(make_sessionmaker(engine), settings),
+        activities=activities(sessionmaker, settings),
         graceful_shutdown_timeout=timedelta(seconds=20),
     )
-    async with worker:
-        log.info("worker polling %s", settings.task_queue)
+    chain_worker = Worker(
+        client,
+        task_queue=settings.chain_task_queue,
+        activities=chain_activities(sessionmaker, settings),
+        max_concurrent_activities=1,
+        graceful_shutdown_timeout=timedelta(seconds=20),
+    )
+    async with worker, chain_worker:
+        log.info("worker polling %s and %s", settings.task_queue, settings.chain_task_queue)
         await stop.wait()
         log.info("shutting down: finishing running activities")
     await engine.dispose()

@@ -10,11 +10,13 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from api import errors
+from api.anchoring_trigger import EarlyAnchoring
 from api.idempotency import IdempotencyMiddleware
 from api.metrics import MetricsMiddleware
 from api.metrics import router as metrics_router
-from api.routers import admin, audit, health, ledger, tickets
+from api.routers import admin, anchoring, audit, health, ledger, tickets
 from integrations import ticket_keys
+from integrations.chain import BlockHeight
 from integrations.chain import ping_async as chain_ping
 from integrations.stripe_client import ping as stripe_ping
 from integrations.temporal import LazyClient
@@ -66,6 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             **provider_checks(settings),
         }
         app.state.background_tasks = set()
+        app.state.early_anchoring = EarlyAnchoring(
+            app.state.sessionmaker, app.state.temporal, batch_size=settings.anchor_batch_size
+        )
+        app.state.block_height = BlockHeight(settings.chain_rpc_url)
         yield
         await asyncio.gather(*app.state.background_tasks, return_exceptions=True)
         await engine.dispose()
@@ -83,6 +89,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(admin.router)
-    for router in (ledger.router, audit.router, tickets.router):
+    for router in (ledger.router, audit.router, tickets.router, anchoring.router):
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -9,10 +9,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from temporalio.service import RPCError
 
 from domain.errors import (
     AuthenticationError,
     CardDeclined,
+    ChainRefused,
     Conflict,
     IdempotencyError,
     NotFound,
@@ -33,6 +35,7 @@ STATUS_BY_ERROR: dict[type[TollgateError], int] = {
     NotFound: 404,
     Conflict: 409,
     ProviderError: 503,
+    ChainRefused: 502,
 }
 
 
@@ -81,6 +84,11 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _temporal_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("Temporal call failed: %s", exc)
+    return error_response(ProviderError("the workflow service is unavailable; retry shortly"))
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(envelope("api_error", "internal_error", "Internal server error"), 500)
@@ -90,4 +98,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(TollgateError, _tollgate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RPCError, _temporal_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -55,3 +55,12 @@ def uuid_cursor(value: str | None) -> uuid.UUID | None:
         raise ValidationError(
             "starting_after must be an id from a list", param="starting_after"
         ) from exc
+
+
+def int_cursor(value: str | None, what: str) -> int | None:
+    """``starting_after`` of lists keyed by an integer id; malformed is a 400."""
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise ValidationError(f"starting_after must be {what}", param="starting_after")
+    return int(value)

@@ -2,12 +2,13 @@
 
 import asyncio
 
-from benchmarks import ledger, tickets
+from benchmarks import anchoring, ledger, tickets
 
 
 def main() -> None:
     asyncio.run(ledger.main())
     tickets.main()
+    anchoring.main()
 
 
 if __name__ == "__main__":

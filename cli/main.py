@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cli.anchors import anchors_app
 from cli.tickets import tickets_app
 from settings import get_settings
 
@@ -15,6 +16,7 @@ app = typer.Typer(
 schedules_app = typer.Typer(help="Temporal Schedules of the periodic jobs.", no_args_is_help=True)
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(tickets_app, name="tickets")
+app.add_typer(anchors_app, name="anchors")
 
 
 @app.command()
@@ -105,7 +107,7 @@ def schedules_sync() -> None:
             tls=settings.temporal_tls,
             api_key=settings.temporal_api_key,
         )
-        return await schedules.sync(client, settings.task_queue)
+        return await schedules.sync(client, settings)
 
     for schedule_id, outcome in asyncio.run(run()).items():
         typer.echo(f"{schedule_id}: {outcome}")

@@ -69,3 +69,11 @@ class CardDeclined(TollgateError):
 
     type = "card_error"
     code = "card_declined"
+
+
+class ChainRefused(TollgateError):
+    """The chain or the sender's limits refuse a transaction (a revert, a gas cap): resending
+    the same transaction cannot help, so it is final."""
+
+    type = "api_error"
+    code = "chain_refused"

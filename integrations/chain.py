@@ -6,6 +6,7 @@ web3's ``ContractLogicError`` so callers can tell a refusal from an outage.
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -98,3 +99,25 @@ def ping(rpc_url: str, *, request_timeout: float = 2.0) -> dict[str, int]:
 async def ping_async(rpc_url: str, *, request_timeout: float = 2.0) -> dict[str, int]:
     """``ping`` off the event loop, for async callers such as the API's health check."""
     return await asyncio.to_thread(ping, rpc_url, request_timeout=request_timeout)
+
+
+class BlockHeight:
+    """The chain's latest block number, cached for ``ttl`` seconds so that a busy endpoint
+    (confirmations of a proof) asks the node at most that often."""
+
+    def __init__(self, rpc_url: str, *, ttl: float = 2.0) -> None:
+        self.rpc_url = rpc_url
+        self.ttl = ttl
+        self._value: int | None = None
+        self._at = float("-inf")
+
+    async def latest(self) -> int | None:
+        """None when the node does not answer: callers fall back to what they stored."""
+        now = time.monotonic()
+        if now - self._at >= self.ttl:
+            try:
+                self._value = (await ping_async(self.rpc_url))["latest_block"]
+            except ProviderError:
+                self._value = None
+            self._at = now
+        return self._value

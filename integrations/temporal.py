@@ -89,7 +89,10 @@ class LazyClient:
     async def get(self) -> Client:
         async with self._lock:
             if self._client is None:
-                self._client = await connect(
-                    self.address, self.namespace, tls=self.tls, api_key=self.api_key
-                )
+                try:
+                    self._client = await connect(
+                        self.address, self.namespace, tls=self.tls, api_key=self.api_key
+                    )
+                except RuntimeError as exc:
+                    raise ProviderError(f"Temporal at {self.address} is unavailable") from exc
             return self._client

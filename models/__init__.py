@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per domain; importing this package registers them all."""
 
-from models import audit, idempotency, ledger, tickets
+from models import anchoring, audit, idempotency, ledger, tickets
 from models.base import Base
 
-__all__ = ["Base", "audit", "idempotency", "ledger", "tickets"]
+__all__ = ["Base", "anchoring", "audit", "idempotency", "ledger", "tickets"]

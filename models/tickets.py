@@ -9,11 +9,13 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -39,6 +41,10 @@ class Ticket(CreatedAt, Base):
         DateTime(timezone=True), server_default=func.now()
     )
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # Set when the ticket is put in an anchor batch; its proof lives in ``ticket_anchors``.
+    anchor_batch_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("anchor_batches.id")
+    )
 
     __table_args__ = (
         CheckConstraint("status IN ('ACTIVE', 'USED', 'CANCELLED', 'EXPIRED')", name="status"),
@@ -48,6 +54,13 @@ class Ticket(CreatedAt, Base):
         Index("ix_tickets_status_valid_until", "status", "valid_until"),
         Index("ix_tickets_created", "created_at", "id"),
         Index("ix_tickets_status_changed", "status", "status_changed_at"),
+        # Small: only tickets waiting for the next anchor batch.
+        Index(
+            "ix_tickets_unanchored",
+            "created_at",
+            "id",
+            postgresql_where=text("anchor_batch_id IS NULL"),
+        ),
     )
 
 

@@ -5,7 +5,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -18,6 +18,7 @@ from domain.tickets.claims import TicketClaims
 from domain.tickets.lifecycle import TicketStatus, check_transition
 from domain.tickets.signing import KeyRing, sign
 from domain.tickets.verification import Reason, verify_offline
+from models.anchoring import AnchorBatch
 from models.tickets import Ticket, TicketVerification
 from services import audit
 
@@ -97,7 +98,16 @@ async def get(session: AsyncSession, ticket_id: uuid.UUID, *, for_update: bool =
     return ticket
 
 
-def can_read(actor: Actor, ticket: Ticket) -> bool:
+class Owned(Protocol):
+    """What deciding who may read needs: a ticket, or its proof kept after cleanup."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def driver_id(self) -> str: ...
+
+
+def can_read(actor: Actor, ticket: Owned) -> bool:
     if actor.is_admin:
         return True
     if actor.role is Role.CUSTOMER:
@@ -398,13 +408,16 @@ async def revocations(
 async def purge_expired(session: AsyncSession, *, older_than: datetime, actor: Actor) -> int:
     """Delete tickets whose window closed before ``older_than`` and that can no longer change.
 
-    Verification logs and the audit log are kept.
+    Only tickets whose anchor batch is CONFIRMED go: a proof must exist for every ticket
+    removed. Verification logs, the audit log and the proofs (``ticket_anchors``) are kept.
     """
+    confirmed = select(AnchorBatch.id).where(AnchorBatch.status == "CONFIRMED")
     removed = await session.execute(
         delete(Ticket)
         .where(
             Ticket.valid_until < older_than,
             Ticket.status != TicketStatus.ACTIVE.value,
+            Ticket.anchor_batch_id.in_(confirmed),
         )
         .returning(Ticket.id)
     )

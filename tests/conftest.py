@@ -26,7 +26,11 @@ from models.migrate import upgrade
 from settings import Settings
 from workflows import search_attributes
 
-pytest_plugins = ["tests.fixtures.stripe_sandbox", "tests.fixtures.chain"]
+pytest_plugins = [
+    "tests.fixtures.stripe_sandbox",
+    "tests.fixtures.chain",
+    "tests.fixtures.rpc_proxy",
+]
 
 TEMPLATE = "tollgate_template"
 

@@ -47,3 +47,76 @@ class TicketActivityInput(BaseModel):
 
 class TicketActivityResult(BaseModel):
     status: str
+
+
+class AnchorRunInput(BaseModel):
+    """Argument of the anchoring Schedule and of ``tollgate anchors run`` (from settings)."""
+
+    max_leaves: int = 1000
+    confirmations: int = 1
+    poll_seconds: int = 5
+    confirm_timeout_seconds: int = 1800
+    chain_task_queue: str = "tollgate-chain"
+    max_batches: int = 50
+
+
+class AnchoredBatch(BaseModel):
+    batch_id: int
+    leaf_count: int
+    status: str
+    tx_hash: str | None = None
+    error: str | None = None
+
+
+class AnchorRunResult(BaseModel):
+    batches: list[AnchoredBatch] = []
+
+
+class CreateBatchInput(BaseModel):
+    max_leaves: int
+
+
+class BatchRef(BaseModel):
+    """The batch a run works on; ``batch_id`` None when nothing is waiting."""
+
+    batch_id: int | None = None
+    leaf_count: int = 0
+
+
+class BatchInput(BaseModel):
+    batch_id: int
+
+
+class SubmitBatchResult(BaseModel):
+    tx_hash: str
+
+
+class CheckBatchInput(BaseModel):
+    batch_id: int
+    confirmations: int
+
+
+class CheckBatchResult(BaseModel):
+    status: str
+    confirmations: int = 0
+    block_number: int | None = None
+    error: str | None = None
+
+
+class FailBatchInput(BaseModel):
+    batch_id: int
+    error: str
+
+
+class ConfirmRunInput(BaseModel):
+    confirmations: int = 1
+    chain_task_queue: str = "tollgate-chain"
+
+
+class SubmittedBatches(BaseModel):
+    batch_ids: list[int]
+
+
+class ConfirmRunResult(BaseModel):
+    checked: int
+    confirmed: int

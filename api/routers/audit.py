@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from api.deps import Admin, Session
-from api.pagination import Page, PageParams, page_params, paginate
-from domain.errors import ValidationError
+from api.pagination import Page, PageParams, int_cursor, page_params, paginate
 from models.audit import AuditEvent
 from services import audit
 
@@ -56,17 +55,10 @@ async def list_audit_events(
     entity_id: Annotated[str | None, Query()] = None,
     action: Annotated[str | None, Query()] = None,
 ) -> Page[AuditEventOut]:
-    cursor = None
-    if params.starting_after is not None:
-        if not params.starting_after.isdigit():
-            raise ValidationError(
-                "starting_after must be an audit event id", param="starting_after"
-            )
-        cursor = int(params.starting_after)
     rows = await audit.list_events(
         session,
         limit=params.limit,
-        starting_after=cursor,
+        starting_after=int_cursor(params.starting_after, "an audit event id"),
         entity_type=entity_type,
         entity_id=entity_id,
         action=action,

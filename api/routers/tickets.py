@@ -22,12 +22,12 @@ from api.deps import (
 )
 from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
 from domain.actors import Actor, Role
-from domain.errors import PermissionDenied
+from domain.errors import NotFound, PermissionDenied
 from domain.tickets import qr
 from domain.tickets.lifecycle import TicketStatus
 from domain.tickets.signing import KeyRing
 from models.tickets import Ticket
-from services import tickets
+from services import anchoring, tickets
 from settings import Settings
 from workflows.tickets import TicketWorkflow
 from workflows.types import TicketInput, TicketStatusChanged
@@ -174,6 +174,8 @@ async def issue_ticket(
 
         async def start() -> None:
             await ensure_workflow(request, ticket, settings.task_queue)
+            if issued.created:
+                in_background(request, request.app.state.early_anchoring.tickets_issued())
 
         after_commit(request, start)
     return ticket_out(ticket)
@@ -426,6 +428,71 @@ class VerificationOut(BaseModel):
     flagged: bool
     location: dict[str, Any] | None
     scanned_at: datetime
+
+
+class ProofOut(BaseModel):
+    """A ticket's anchor proof. Saved to a file, it is what `tollgate anchors verify-proof`
+    checks against the chain alone."""
+
+    object: str = "ticket_proof"
+    ticket_id: uuid.UUID
+    anchored: bool = Field(description="True once the batch has its confirmations on chain")
+    status: Literal["NOT_BATCHED", "PENDING", "SUBMITTED", "CONFIRMED", "FAILED"] = Field(
+        description="NOT_BATCHED until the next anchoring run; then the batch's status"
+    )
+    message: str
+    batch_id: int | None = None
+    tree: str | None = Field(None, description="rfc6962-sha256: SHA-256, 0x00 leaf, 0x01 node")
+    leaf: str | None = Field(None, description="SHA-256 of the ticket's QR payload")
+    leaf_index: int | None = None
+    tree_size: int | None = None
+    siblings: list[str] | None = Field(None, description="RFC 6962 audit path, leaf first")
+    root: str | None = None
+    chain_id: int | None = None
+    contract_address: str | None = None
+    transaction_hash: str | None = None
+    block_number: int | None = None
+    confirmations: int | None = None
+    anchored_at: datetime | None = Field(None, description="Timestamp of the anchoring block")
+
+
+MESSAGES = {
+    "NOT_BATCHED": "not anchored yet: the ticket joins the next anchoring batch",
+    "PENDING": "not anchored yet: its batch is about to be sent",
+    "SUBMITTED": "not anchored yet: the transaction waits for its confirmations",
+    "CONFIRMED": "anchored: the root is on chain with the required confirmations",
+    "FAILED": "not anchored yet: sending the batch failed and will be retried",
+}
+
+
+@router.get("/{ticket_id}/proof")
+async def ticket_proof(
+    ticket_id: uuid.UUID, request: Request, session: Session, actor: CurrentActor
+) -> ProofOut:
+    """The ticket's Merkle proof and where its root is on chain (also after cleanup)."""
+    found = await anchoring.ticket_proof(session, ticket_id)
+    if not tickets.can_read(actor, found):
+        raise NotFound(f"No ticket {ticket_id}", param="id")
+    batch = found.batch
+    status = batch.status if batch is not None else "NOT_BATCHED"
+    out = ProofOut(
+        ticket_id=ticket_id,
+        anchored=status == "CONFIRMED",
+        status=status,
+        message=MESSAGES[status],
+        batch_id=batch.id if batch is not None else None,
+    )
+    if found.proof is None or batch is None:
+        return out
+    document = found.proof.to_document()
+    del document["ticket_id"]
+    confirmations = batch.confirmations
+    latest = await request.app.state.block_height.latest()
+    if latest is not None and batch.block_number is not None:
+        confirmations = max(latest - batch.block_number + 1, 0)
+    return out.model_copy(
+        update={**document, "confirmations": confirmations, "anchored_at": batch.anchored_at}
+    )
 
 
 @router.get("/{ticket_id}/verifications")

@@ -1,0 +1,64 @@
+"""Starting an anchoring run early, when a full batch of tickets is waiting."""
+
+import logging
+import time
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.service import RPCError
+
+from domain.errors import ProviderError
+from integrations.temporal import LazyClient
+from schedules import ANCHORING_SCHEDULE
+from services import anchoring
+
+log = logging.getLogger(__name__)
+
+
+class EarlyAnchoring:
+    """After tickets are issued: if ``batch_size`` wait, trigger the anchoring Schedule now.
+
+    The Schedule skips a trigger while a run is in progress (that run keeps batching until
+    nothing waits), and at most one check runs at a time per API process, at most every
+    ``min_interval`` seconds once it has triggered.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        temporal: LazyClient,
+        *,
+        batch_size: int,
+        min_interval: float = 10.0,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.temporal = temporal
+        self.batch_size = batch_size
+        self.min_interval = min_interval
+        self._checking = False
+        self._triggered_at = float("-inf")
+
+    async def tickets_issued(self) -> None:
+        await self.check()
+
+    async def check(self) -> bool:
+        """Whether it triggered a run."""
+        if self._checking or time.monotonic() - self._triggered_at < self.min_interval:
+            return False
+        self._checking = True
+        try:
+            async with self.sessionmaker() as session:
+                waiting = await anchoring.pending_count(session, up_to=self.batch_size)
+            if waiting < self.batch_size:
+                return False
+            client = await self.temporal.get()
+            await client.get_schedule_handle(ANCHORING_SCHEDULE).trigger()
+            self._triggered_at = time.monotonic()
+            log.info("%d tickets wait: triggered %s early", waiting, ANCHORING_SCHEDULE)
+            return True
+        except (SQLAlchemyError, RPCError, ProviderError) as exc:
+            # The Schedule still runs on time: this only makes it earlier.
+            log.warning("could not start anchoring early: %s", exc)
+            return False
+        finally:
+            self._checking = False

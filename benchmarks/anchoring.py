@@ -1,0 +1,127 @@
+"""Anchoring figures, measured in one run:
+
+- building the RFC 6962 tree of 100,000 tickets and every ticket's proof (goal <= 1 s),
+  next to the bare hashing it needs (one SHA-256 per leaf and per inner node);
+- gas of one ``Anchor.anchor(batchId, root, leafCount)`` transaction on a throwaway anvil,
+  and what it comes to per ticket as batches grow (the previous service anchored 100-500
+  tickets per transaction).
+"""
+
+import hashlib
+import itertools
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from devstack.chain import anvil_command, deploy_once, wait_ready
+from devstack.net import free_port
+from devstack.supervisor import stop_process
+from domain.merkle import MerkleTree
+from integrations.chain import contract, make_web3
+from settings import ANVIL_DEV_PRIVATE_KEY, Settings
+
+LEAVES = 100_000
+RUNS = 5
+BATCH_SIZES = (100, 500, 10_000, 100_000)
+
+
+def tree_figures(leaves: list[bytes]) -> None:
+    samples = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        MerkleTree(leaves).all_paths()
+        samples.append(time.perf_counter() - started)
+    tree_time = statistics.median(samples)
+
+    # A tree of n leaves hashes n leaves and n - 1 inner nodes; an inner node's 65-byte input
+    # takes two SHA-256 blocks to a leaf's one, so both are timed as the tree does them.
+    sha256 = hashlib.sha256
+    started = time.perf_counter()
+    for data in leaves:
+        sha256(b"\x00" + data).digest()
+    for left, right in itertools.pairwise(leaves):
+        sha256(b"\x01" + left + right).digest()
+    hashing_time = time.perf_counter() - started
+    calls = 2 * len(leaves) - 1
+
+    print(
+        f"anchoring: tree and all {LEAVES:,} proofs: median {tree_time:.3f} s of {RUNS} runs "
+        f"(goal <= 1 s)"
+    )
+    print(
+        f"anchoring: the {calls:,} SHA-256 calls alone: {hashing_time:.3f} s "
+        f"(tree/hashing {tree_time / hashing_time:.1f}x)"
+    )
+
+
+@contextmanager
+def throwaway_chain(scratch: Path) -> Iterator[Settings]:
+    """An empty anvil keeping its state under ``scratch``; stopped on exit."""
+    port = free_port()
+    settings = Settings(
+        _env_file=None,
+        data_dir=scratch,
+        anvil_port=port,
+        chain_rpc_url=f"http://127.0.0.1:{port}",
+        # The environment may name a production key; only anvil's dev account is funded here.
+        chain_private_key=SecretStr(ANVIL_DEV_PRIVATE_KEY),
+    )
+    log_path = scratch / "anvil.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            anvil_command(settings), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+    try:
+        try:
+            wait_ready(settings.chain_rpc_url, timeout=15, process=process)
+        except Exception as exc:
+            raise RuntimeError(f"anvil did not start: {log_path.read_text()}") from exc
+        yield settings
+    finally:
+        stop_process(process)
+
+
+def gas_figures(settings: Settings, roots: dict[int, bytes]) -> None:
+    w3 = make_web3(settings.chain_rpc_url)
+    anchor = contract(w3, "Anchor", deploy_once(settings)["Anchor"])
+    account = w3.eth.account.from_key(settings.chain_sender_key())
+    chain_id = w3.eth.chain_id
+    for batch_id, (leaf_count, root) in enumerate(roots.items(), start=1):
+        tx = anchor.functions.anchor(batch_id, root, leaf_count).build_transaction(
+            {
+                "from": account.address,
+                "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+                "chainId": chain_id,
+            }
+        )
+        signed = w3.eth.account.sign_transaction(tx, account.key)
+        receipt = w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_raw_transaction(signed.raw_transaction)
+        )
+        if receipt["status"] != 1:
+            raise RuntimeError(f"anchoring batch {batch_id} reverted")
+        gas = int(receipt["gasUsed"])
+        print(
+            f"anchoring: batch of {leaf_count:>7,} tickets: {gas:,} gas per anchor, "
+            f"{gas / leaf_count:,.2f} gas per ticket"
+        )
+
+
+def main() -> None:
+    leaves = [os.urandom(32) for _ in range(LEAVES)]
+    tree_figures(leaves)
+    # Distinct random leaves per batch give distinct roots, as the contract requires.
+    roots = {size: MerkleTree([os.urandom(32) for _ in range(size)]).root for size in BATCH_SIZES}
+    with tempfile.TemporaryDirectory() as scratch, throwaway_chain(Path(scratch)) as settings:
+        gas_figures(settings, roots)
+
+
+if __name__ == "__main__":
+    main()
