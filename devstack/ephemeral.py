@@ -25,6 +25,8 @@ class RunningStack:
     settings: Settings
     process: subprocess.Popen[bytes]
     log_path: Path
+    # The TOLLGATE_* variables it runs with: a `tollgate` command given them talks to it.
+    env: dict[str, str]
 
     @property
     def output(self) -> str:
@@ -71,7 +73,7 @@ def ephemeral_stack(scratch: Path, *, ready_timeout: float = 180) -> Iterator[Ru
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    stack = RunningStack(Settings(_env_file=None, **_fields(env)), process, log_path)
+    stack = RunningStack(Settings(_env_file=None, **_fields(env)), process, log_path, env)
     try:
         _wait_ready(stack, ready_timeout)
         yield stack

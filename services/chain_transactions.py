@@ -9,13 +9,10 @@ from models.anchoring import ChainTransaction
 
 
 async def lock_sender(session: AsyncSession, sender: str) -> None:
-    """Session-level advisory lock: one sender process at a time picks nonces and
-    broadcasts, across worker replicas. Released by ``unlock_sender`` or the connection."""
-    await session.execute(select(func.pg_advisory_lock(_lock_key(sender))))
-
-
-async def unlock_sender(session: AsyncSession, sender: str) -> None:
-    await session.execute(select(func.pg_advisory_unlock(_lock_key(sender))))
+    """Transaction-level advisory lock: one sender process at a time picks nonces and
+    broadcasts, across worker replicas. Released when the session's transaction ends
+    (commit, rollback, or its connection dying), never left behind on a pooled connection."""
+    await session.execute(select(func.pg_advisory_xact_lock(_lock_key(sender))))
 
 
 def _lock_key(sender: str) -> object:

@@ -65,10 +65,18 @@ def _reason(error: ActivityError) -> str:
 
 @workflow.defn(name="AnchorTickets")
 class AnchorTicketsWorkflow:
+    def __init__(self) -> None:
+        self._result = AnchorRunResult()
+
+    @workflow.query
+    def status(self) -> AnchorRunResult:
+        """The batches done so far and the one in hand."""
+        return self._result
+
     @workflow.run
     async def run(self, request: AnchorRunInput) -> AnchorRunResult:
         workflow.upsert_search_attributes([sa.ENTITY_TYPE.value_set("anchor-run")])
-        result = AnchorRunResult()
+        result = self._result
         for _ in range(request.max_batches):
             ref: BatchRef = await workflow.execute_activity_method(
                 AnchorBatchActivities.create_anchor_batch,
@@ -77,7 +85,9 @@ class AnchorTicketsWorkflow:
             )
             if ref.batch_id is None:
                 break
+            result.current_batch_id = ref.batch_id
             anchored = await self._anchor(ref.batch_id, ref.leaf_count, request)
+            result.current_batch_id = None
             result.batches.append(anchored)
             if anchored.status != "CONFIRMED":
                 # The chain refuses or is away: later batches would fare the same.
@@ -134,13 +144,20 @@ class AnchorTicketsWorkflow:
 
 @workflow.defn(name="ConfirmAnchorBatches")
 class ConfirmAnchorBatchesWorkflow:
+    def __init__(self) -> None:
+        self._result = ConfirmRunResult(checked=0, confirmed=0)
+
+    @workflow.query
+    def status(self) -> ConfirmRunResult:
+        return self._result
+
     @workflow.run
     async def run(self, request: ConfirmRunInput) -> ConfirmRunResult:
         workflow.upsert_search_attributes([sa.ENTITY_TYPE.value_set("anchor-confirmations")])
         submitted = await workflow.execute_activity_method(
             AnchorBatchActivities.list_submitted_batches, BatchRef(), **DATABASE
         )
-        confirmed = 0
+        result = self._result
         for batch_id in submitted.batch_ids:
             try:
                 check = await workflow.execute_activity_method(
@@ -151,5 +168,6 @@ class ConfirmAnchorBatchesWorkflow:
             except ActivityError:
                 # The chain is away: the next run (five minutes later) looks again.
                 break
-            confirmed += check.status == "CONFIRMED"
-        return ConfirmRunResult(checked=len(submitted.batch_ids), confirmed=confirmed)
+            result.checked += 1
+            result.confirmed += check.status == "CONFIRMED"
+        return result

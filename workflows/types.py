@@ -3,7 +3,7 @@
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class PurgeInput(BaseModel):
@@ -70,6 +70,7 @@ class AnchoredBatch(BaseModel):
 
 class AnchorRunResult(BaseModel):
     batches: list[AnchoredBatch] = []
+    current_batch_id: int | None = None
 
 
 class CreateBatchInput(BaseModel):
@@ -118,5 +119,5 @@ class SubmittedBatches(BaseModel):
 
 
 class ConfirmRunResult(BaseModel):
-    checked: int
+    checked: int = Field(description="Batches whose transaction was looked at")
     confirmed: int

@@ -6,8 +6,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import SYSTEM, Actor, Role
-from domain.tickets.signing import KeyRing
 from domain.anchor_proofs import ticket_leaf
+from domain.tickets.signing import KeyRing
 from models.tickets import Ticket, TicketVerification
 from services import anchoring, tickets
 
