@@ -10,6 +10,7 @@ too long with 12.5% more fee, within the caps.
 """
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from models.anchoring import ChainTransaction
 from services import chain_transactions
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -152,11 +154,9 @@ class ChainSender:
             if tx.status in ("MINED", "REVERTED"):
                 await chain_transactions.record_unmined(session, tx)
             if tx.status != "SIGNED" and await self._call(self.client.is_known, tx.tx_hash):
-                if not self._stuck(tx):
+                bumped = self._bumped_fees(tx) if self._stuck(tx) else None
+                if bumped is None:
                     return TxStatus(purpose=purpose, tx_hash=tx.tx_hash, state="PENDING")
-                bumped = Fees(tx.max_fee_per_gas, tx.max_priority_fee_per_gas).bumped(
-                    self.config.max_fee_per_gas
-                )
                 await self._resign(session, tx, nonce=tx.nonce, fees=bumped)
         # Committed: the version about to be broadcast is on record first.
         return await self._broadcast(purpose)
@@ -237,6 +237,17 @@ class ChainSender:
             gas_used=mined.gas_used,
             block_timestamp=timestamp,
         )
+
+    def _bumped_fees(self, tx: ChainTransaction) -> Fees | None:
+        """Fees for replacing a stuck transaction; None at the cap: it stays pending as it
+        is (it may still be mined) and operators see it waiting."""
+        try:
+            return Fees(tx.max_fee_per_gas, tx.max_priority_fee_per_gas).bumped(
+                self.config.max_fee_per_gas
+            )
+        except ChainRefused as at_cap:
+            log.warning("%s is stuck and cannot be re-sent: %s", tx.purpose, at_cap.message)
+            return None
 
     def _stuck(self, tx: ChainTransaction) -> bool:
         return tx.sent_at is not None and datetime.now(UTC) - tx.sent_at > self.config.resend_after

@@ -30,8 +30,10 @@ class EarlyAnchoring:
         *,
         batch_size: int,
         min_interval: float = 10.0,
+        schedule_id: str = ANCHORING_SCHEDULE,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.schedule_id = schedule_id
         self.temporal = temporal
         self.batch_size = batch_size
         self.min_interval = min_interval
@@ -52,9 +54,9 @@ class EarlyAnchoring:
             if waiting < self.batch_size:
                 return False
             client = await self.temporal.get()
-            await client.get_schedule_handle(ANCHORING_SCHEDULE).trigger()
+            await client.get_schedule_handle(self.schedule_id).trigger()
             self._triggered_at = time.monotonic()
-            log.info("%d tickets wait: triggered %s early", waiting, ANCHORING_SCHEDULE)
+            log.info("%d tickets wait: triggered %s early", waiting, self.schedule_id)
             return True
         except (SQLAlchemyError, RPCError, ProviderError) as exc:
             # The Schedule still runs on time: this only makes it earlier.

@@ -97,6 +97,8 @@ async def test_the_contract_refuses_a_second_anchor_of_a_root(
     n: Names, embedded: RunningStack, stack_api: AsyncClient, auth: TokenFactory
 ) -> None:
     ticket = await issue(stack_api, auth, n)
+    run = await stack_api.post("/api/v1/anchors/run", headers=auth("platform_admin"))
+    assert run.status_code == 202, run.text
     assert tollgate(embedded, "anchors", "run").returncode == 0
     proof = (
         await stack_api.get(f"/api/v1/tickets/{ticket['id']}/proof", headers=auth("platform_admin"))
