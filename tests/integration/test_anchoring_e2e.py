@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hexbytes import HexBytes
 from httpx import AsyncClient
 from typer.testing import CliRunner
-from web3 import Web3
 
 from cli.main import app as cli
 from devstack.ephemeral import REPO, RunningStack
@@ -126,7 +126,7 @@ async def test_the_contract_refuses_a_second_anchor_of_a_root(
         fees=fees,
     )
     client.broadcast(signed.raw)
-    receipt = w3.eth.wait_for_transaction_receipt(Web3.to_bytes(hexstr=signed.tx_hash))
+    receipt = w3.eth.wait_for_transaction_receipt(HexBytes(signed.tx_hash))
     assert receipt["status"] == 0
     assert anchor.batch_root(10**12 + proof["batch_id"]) == bytes(32)
     assert anchor.find_anchoring(proof["batch_id"]) is not None

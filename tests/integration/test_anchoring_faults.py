@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hexbytes import HexBytes
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
@@ -96,7 +97,8 @@ async def test_chain_outage_during_submission_ends_with_exactly_one_anchor(
     )
     contract = AnchorContract(sender.client.w3, rpc_proxy.url, address)
     direct = make_web3(anvil.rpc_url)
-    nonce_before = direct.eth.get_transaction_count(sender.address)
+    me = Web3.to_checksum_address(sender.address)
+    nonce_before = direct.eth.get_transaction_count(me)
     await issue_tickets(sessionmaker, 5)
 
     main_queue, chain_queue = f"main-{uuid.uuid4()}", f"chain-{uuid.uuid4()}"
@@ -154,6 +156,9 @@ async def test_chain_outage_during_submission_ends_with_exactly_one_anchor(
         from_block=0, argument_filters={"root": stored.root}
     )
     assert len(root_events) == 1, "the root was anchored more than once"
-    assert direct.eth.get_transaction_count(sender.address) == nonce_before + 1
-    mined = [h for h in sent.hashes if direct.eth.get_transaction_receipt(Web3.to_bytes(hexstr=h))]
+    assert (
+        direct.eth.get_transaction_count(me)
+        == nonce_before + 1
+    )
+    mined = [h for h in sent.hashes if direct.eth.get_transaction_receipt(HexBytes(h))]
     assert mined == [stored.tx_hash]
