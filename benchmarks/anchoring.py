@@ -2,11 +2,14 @@
 
 - building the RFC 6962 tree of 100,000 tickets and every ticket's proof (goal <= 1 s),
   next to the bare hashing it needs (one SHA-256 per leaf and per inner node);
+- storing a batch (tree, every ticket's proof, the tickets marked) of 10,000 and 100,000
+  tickets on a scratch PostgreSQL: the database side of one anchoring run;
 - gas of one ``Anchor.anchor(batchId, root, leafCount)`` transaction on a throwaway anvil,
   and what it comes to per ticket as batches grow (the previous service anchored 100-500
   tickets per transaction).
 """
 
+import asyncio
 import hashlib
 import itertools
 import os
@@ -14,22 +17,32 @@ import statistics
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import SecretStr
+from sqlalchemy import insert
 
+from devstack import postgres
 from devstack.chain import anvil_command, deploy_once, wait_ready
 from devstack.net import free_port
 from devstack.supervisor import stop_process
+from domain.actors import SYSTEM
 from domain.merkle import MerkleTree
 from integrations.chain import contract, make_web3
+from models.engine import make_engine, make_sessionmaker
+from models.migrate import upgrade
+from models.tickets import Ticket
+from services import anchoring
 from settings import ANVIL_DEV_PRIVATE_KEY, Settings
 
 LEAVES = 100_000
 RUNS = 5
 BATCH_SIZES = (100, 500, 10_000, 100_000)
+STORED_BATCH_SIZES = (10_000, 100_000)
 
 
 def tree_figures(leaves: list[bytes]) -> None:
@@ -114,9 +127,57 @@ def gas_figures(settings: Settings, roots: dict[int, bytes]) -> None:
         )
 
 
+async def batch_figures(url: str) -> None:
+    engine = make_engine(url)
+    sessionmaker = make_sessionmaker(engine)
+    now = datetime.now(UTC)
+    try:
+        for size in STORED_BATCH_SIZES:
+            async with sessionmaker() as session, session.begin():
+                await session.execute(
+                    insert(Ticket),
+                    [
+                        {
+                            "id": uuid.uuid4(),
+                            "booking_id": f"bench-{size}-{i}",
+                            "user_id": f"rider-{i}",
+                            "driver_id": "drv",
+                            "trip": {},
+                            "valid_from": now,
+                            "valid_until": now + timedelta(hours=1),
+                            "status": "ACTIVE",
+                            "key_id": "bench",
+                            "payload": os.urandom(90).hex(),
+                        }
+                        for i in range(size)
+                    ],
+                )
+            started = time.perf_counter()
+            async with sessionmaker() as session, session.begin():
+                batch = await anchoring.create_batch(session, max_leaves=size, actor=SYSTEM)
+            elapsed = time.perf_counter() - started
+            assert batch is not None and batch.leaf_count == size
+            print(
+                f"anchoring: storing a batch of {size:>7,} tickets with their proofs: "
+                f"{elapsed:.2f} s ({elapsed / size * 1e6:.0f} us per ticket)"
+            )
+    finally:
+        await engine.dispose()
+
+
+async def stored_batches() -> None:
+    port = free_port()
+    with postgres.temporary_server(port):
+        await asyncio.to_thread(postgres.ensure_database, port, "bench")
+        url = postgres.url(port, "bench")
+        await asyncio.to_thread(upgrade, url)
+        await batch_figures(url)
+
+
 def main() -> None:
     leaves = [os.urandom(32) for _ in range(LEAVES)]
     tree_figures(leaves)
+    asyncio.run(stored_batches())
     # Distinct random leaves per batch give distinct roots, as the contract requires.
     roots = {size: MerkleTree([os.urandom(32) for _ in range(size)]).root for size in BATCH_SIZES}
     with tempfile.TemporaryDirectory() as scratch, throwaway_chain(Path(scratch)) as settings:

@@ -73,9 +73,11 @@ async def create_batch(
             )
         ],
     )
+    # Set-based, so a batch of any size stays one statement within the parameter limit.
+    in_batch = select(TicketAnchor.ticket_id).where(TicketAnchor.batch_id == batch.id)
     await session.execute(
         update(Ticket)
-        .where(Ticket.id.in_([row.id for row in rows]))
+        .where(Ticket.id.in_(in_batch))
         .values(anchor_batch_id=batch.id)
         .execution_options(synchronize_session=False)
     )
