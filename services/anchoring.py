@@ -81,16 +81,38 @@ async def create_batch(
         .values(anchor_batch_id=batch.id)
         .execution_options(synchronize_session=False)
     )
-    await audit.record(
+    await _recorded(
         session,
-        action="anchor_batch.created",
-        entity_type="anchor_batch",
-        entity_id=str(batch.id),
+        batch,
+        "created",
         actor=actor,
-        after=batch_view(batch),
+        before=None,
         metadata={"leaf_count": batch.leaf_count, "root": "0x" + batch.root.hex()},
     )
     return batch
+
+
+async def _recorded(
+    session: AsyncSession,
+    batch: AnchorBatch,
+    event: str,
+    *,
+    actor: Actor,
+    before: dict[str, Any] | None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Flush the batch's change and write its audit event ``anchor_batch.<event>``."""
+    await session.flush()
+    await audit.record(
+        session,
+        action=f"anchor_batch.{event}",
+        entity_type="anchor_batch",
+        entity_id=str(batch.id),
+        actor=actor,
+        before=before,
+        after=batch_view(batch),
+        metadata=metadata,
+    )
 
 
 async def next_retryable(session: AsyncSession) -> AnchorBatch | None:
@@ -138,16 +160,7 @@ async def mark_submitted(
     batch.attempts += 1
     batch.last_error = None
     batch.submitted_at = datetime.now(UTC)
-    await session.flush()
-    await audit.record(
-        session,
-        action="anchor_batch.submitted",
-        entity_type="anchor_batch",
-        entity_id=str(batch.id),
-        actor=actor,
-        before=before,
-        after=batch_view(batch),
-    )
+    await _recorded(session, batch, "submitted", actor=actor, before=before)
     return batch
 
 
@@ -175,26 +188,25 @@ async def record_confirmations(
         raise Conflict(
             f"anchor batch {batch_id} is {batch.status}, not SUBMITTED", status=batch.status
         )
+    before = batch_view(batch)
     batch.tx_hash = tx_hash
     batch.block_number = block_number
     batch.block_hash = block_hash
     batch.confirmations = confirmations
     batch.anchored_at = anchored_at
-    if confirmed:
-        before = batch_view(batch)
-        batch.status = "CONFIRMED"
-        batch.confirmed_at = datetime.now(UTC)
-        await audit.record(
-            session,
-            action="anchor_batch.confirmed",
-            entity_type="anchor_batch",
-            entity_id=str(batch.id),
-            actor=actor,
-            before=before,
-            after=batch_view(batch),
-            metadata={"block_number": block_number, "confirmations": confirmations},
-        )
-    await session.flush()
+    if not confirmed:
+        await session.flush()
+        return batch
+    batch.status = "CONFIRMED"
+    batch.confirmed_at = datetime.now(UTC)
+    await _recorded(
+        session,
+        batch,
+        "confirmed",
+        actor=actor,
+        before=before,
+        metadata={"block_number": block_number, "confirmations": confirmations},
+    )
     return batch
 
 
@@ -209,17 +221,7 @@ async def mark_failed(
     batch.status = "FAILED"
     batch.last_error = error
     batch.failed_at = datetime.now(UTC)
-    await session.flush()
-    await audit.record(
-        session,
-        action="anchor_batch.failed",
-        entity_type="anchor_batch",
-        entity_id=str(batch.id),
-        actor=actor,
-        before=before,
-        after=batch_view(batch),
-        metadata={"error": error},
-    )
+    await _recorded(session, batch, "failed", actor=actor, before=before, metadata={"error": error})
     return batch
 
 

@@ -30,6 +30,7 @@ pytest_plugins = [
     "tests.fixtures.stripe_sandbox",
     "tests.fixtures.chain",
     "tests.fixtures.rpc_proxy",
+    "tests.fixtures.tickets",
 ]
 
 TEMPLATE = "tollgate_template"

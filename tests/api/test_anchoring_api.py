@@ -2,48 +2,24 @@
 absent, so confirmations come from the database)."""
 
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
-import pytest
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.actors import SYSTEM, Actor, Role
+from domain.actors import SYSTEM
 from domain.anchor_proofs import AnchorProof, ticket_leaf
-from domain.tickets.signing import KeyRing
-from models.engine import make_engine, make_sessionmaker
 from models.tickets import Ticket
-from services import anchoring, tickets
+from services import anchoring
 from tests.conftest import TokenFactory
+from tests.fixtures.tickets import issue_tickets
 
-RING = KeyRing.generate("apianc-1")
 TX = "0x" + "ab" * 32
 CONTRACT = "0x" + "cd" * 20
 
 
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(database_url)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
-
-
 async def make_ticket(db: async_sessionmaker[AsyncSession], rider: str) -> Ticket:
-    now = datetime.now(UTC)
-    async with db() as session, session.begin():
-        issued = await tickets.issue(
-            session,
-            booking_id=f"bk-{uuid.uuid4().hex[:10]}",
-            user_id=rider,
-            driver_id="drv-1",
-            trip={},
-            valid_from=now,
-            valid_until=now + timedelta(hours=1),
-            ring=RING,
-            actor=Actor("booking-svc", Role.PLATFORM_ADMIN),
-        )
-    return issued.ticket
+    [ticket] = await issue_tickets(db, 1, rider=rider, driver="drv-1")
+    return ticket
 
 
 async def batch_and_submit(db: async_sessionmaker[AsyncSession]) -> int:

@@ -7,8 +7,8 @@ Temporal dev server, so the retries' backoff is real time (a few seconds).
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,46 +22,17 @@ from web3 import Web3
 from activities.anchoring import AnchorBatchActivities, AnchorChainActivities, purpose_of
 from activities.chain_sender import ChainSender, SenderConfig
 from devstack.chain import deploy_once
-from domain.actors import Actor, Role
-from domain.tickets.signing import KeyRing
 from integrations.anchor_contract import AnchorContract
 from integrations.chain import make_web3
-from models.engine import make_engine, make_sessionmaker
-from services import anchoring, chain_transactions, tickets
+from services import anchoring, chain_transactions
 from settings import ANVIL_DEV_PRIVATE_KEY, Settings
 from tests.fixtures.chain import AnvilNode
 from tests.fixtures.rpc_proxy import RpcProxy
+from tests.fixtures.tickets import issue_tickets
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.types import AnchorRunInput
 
 pytestmark = pytest.mark.integration
-
-RING = KeyRing.generate("fault-1")
-ADMIN = Actor("booking-svc", Role.PLATFORM_ADMIN)
-
-
-@pytest.fixture
-async def sessionmaker(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(database_url)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
-
-
-async def issue_tickets(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> None:
-    now = datetime.now(UTC)
-    async with sessionmaker() as session, session.begin():
-        for i in range(count):
-            await tickets.issue(
-                session,
-                booking_id=f"fault-{uuid.uuid4().hex[:12]}-{i}",
-                user_id="rider",
-                driver_id="drv",
-                trip={},
-                valid_from=now,
-                valid_until=now + timedelta(hours=1),
-                ring=RING,
-                actor=ADMIN,
-            )
 
 
 async def until(condition: Callable[[], bool], what: str, within: float = 60) -> None:
@@ -76,14 +47,14 @@ async def until(condition: Callable[[], bool], what: str, within: float = 60) ->
 async def test_chain_outage_during_submission_ends_with_exactly_one_anchor(
     fault: str,
     local_temporal: WorkflowEnvironment,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    db: async_sessionmaker[AsyncSession],
     anvil: AnvilNode,
     rpc_proxy: RpcProxy,
     tmp_path: Path,
 ) -> None:
     address = deploy_once(Settings(chain_rpc_url=anvil.rpc_url, data_dir=tmp_path))["Anchor"]
     sender = ChainSender(
-        sessionmaker,
+        db,
         SenderConfig(
             rpc_url=rpc_proxy.url,
             chain_id=31337,
@@ -99,7 +70,7 @@ async def test_chain_outage_during_submission_ends_with_exactly_one_anchor(
     direct = make_web3(anvil.rpc_url)
     me = Web3.to_checksum_address(sender.address)
     nonce_before = direct.eth.get_transaction_count(me)
-    await issue_tickets(sessionmaker, 5)
+    await issue_tickets(db, 5)
 
     main_queue, chain_queue = f"main-{uuid.uuid4()}", f"chain-{uuid.uuid4()}"
     client = local_temporal.client
@@ -109,16 +80,16 @@ async def test_chain_outage_during_submission_ends_with_exactly_one_anchor(
             task_queue=main_queue,
             workflows=[AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow],
             activities=[
-                AnchorBatchActivities(sessionmaker).create_anchor_batch,
-                AnchorBatchActivities(sessionmaker).fail_anchor_batch,
+                AnchorBatchActivities(db).create_anchor_batch,
+                AnchorBatchActivities(db).fail_anchor_batch,
             ],
         ),
         Worker(
             client,
             task_queue=chain_queue,
             activities=[
-                AnchorChainActivities(sessionmaker, sender, contract).submit_anchor_batch,
-                AnchorChainActivities(sessionmaker, sender, contract).check_anchor_batch,
+                AnchorChainActivities(db, sender, contract).submit_anchor_batch,
+                AnchorChainActivities(db, sender, contract).check_anchor_batch,
             ],
             max_concurrent_activities=1,
         ),
@@ -144,7 +115,7 @@ async def test_chain_outage_during_submission_ends_with_exactly_one_anchor(
 
     [batch] = result.batches
     assert batch.status == "CONFIRMED", batch
-    async with sessionmaker() as session:
+    async with db() as session:
         stored = await anchoring.get_batch(session, batch.batch_id)
         sent = await chain_transactions.get(session, purpose_of(batch.batch_id))
     assert stored.status == "CONFIRMED" and stored.leaf_count == 5
@@ -156,9 +127,6 @@ async def test_chain_outage_during_submission_ends_with_exactly_one_anchor(
         from_block=0, argument_filters={"root": stored.root}
     )
     assert len(root_events) == 1, "the root was anchored more than once"
-    assert (
-        direct.eth.get_transaction_count(me)
-        == nonce_before + 1
-    )
+    assert direct.eth.get_transaction_count(me) == nonce_before + 1
     mined = [h for h in sent.hashes if direct.eth.get_transaction_receipt(HexBytes(h))]
     assert mined == [stored.tx_hash]

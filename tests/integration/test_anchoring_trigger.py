@@ -2,8 +2,6 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -11,41 +9,13 @@ from temporalio.client import Schedule, ScheduleHandle, ScheduleSpec
 from temporalio.testing import WorkflowEnvironment
 
 from api.anchoring_trigger import EarlyAnchoring
-from domain.actors import Actor, Role
-from domain.tickets.signing import KeyRing
 from integrations.temporal import LazyClient
-from models.engine import make_engine, make_sessionmaker
 from schedules import PeriodicJob, build_schedule
-from services import tickets
+from tests.fixtures.tickets import issue_tickets
 from workflows.anchoring import AnchorTicketsWorkflow
 from workflows.types import AnchorRunInput
 
 pytestmark = pytest.mark.integration
-RING = KeyRing.generate("early-1")
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(database_url)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
-
-
-async def issue(db: async_sessionmaker[AsyncSession], count: int) -> None:
-    now = datetime.now(UTC)
-    async with db() as session, session.begin():
-        for _ in range(count):
-            await tickets.issue(
-                session,
-                booking_id=f"early-{uuid.uuid4().hex[:12]}",
-                user_id="rider",
-                driver_id="drv",
-                trip={},
-                valid_from=now,
-                valid_until=now + timedelta(hours=1),
-                ring=RING,
-                actor=Actor("booking-svc", Role.PLATFORM_ADMIN),
-            )
 
 
 async def test_a_full_batch_triggers_the_schedule_once(
@@ -67,9 +37,9 @@ async def test_a_full_batch_triggers_the_schedule_once(
     )
     early = EarlyAnchoring(db, temporal, batch_size=3, schedule_id=schedule_id)
 
-    await issue(db, 2)
+    await issue_tickets(db, 2)
     assert await early.check() is False
-    await issue(db, 1)
+    await issue_tickets(db, 1)
     assert await early.check() is True
     assert await early.check() is False  # a run was just triggered: no second one yet
 
