@@ -50,9 +50,7 @@ class AnchorBatch(CreatedAt, Base):
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('PENDING', 'SUBMITTED', 'CONFIRMED', 'FAILED')", name="status"
-        ),
+        CheckConstraint("status IN ('PENDING', 'SUBMITTED', 'CONFIRMED', 'FAILED')", name="status"),
         CheckConstraint("leaf_count > 0", name="leaf_count"),
         Index("ix_anchor_batches_status", "status", "id"),
     )

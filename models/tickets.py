@@ -42,9 +42,7 @@ class Ticket(CreatedAt, Base):
     )
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     # Set when the ticket is put in an anchor batch; its proof lives in ``ticket_anchors``.
-    anchor_batch_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("anchor_batches.id")
-    )
+    anchor_batch_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("anchor_batches.id"))
 
     __table_args__ = (
         CheckConstraint("status IN ('ACTIVE', 'USED', 'CANCELLED', 'EXPIRED')", name="status"),

@@ -67,9 +67,7 @@ def upgrade() -> None:
             name=op.f("fk_ticket_anchors_batch_id_anchor_batches"),
         ),
         sa.PrimaryKeyConstraint("ticket_id", name=op.f("pk_ticket_anchors")),
-        sa.UniqueConstraint(
-            "batch_id", "leaf_index", name=op.f("uq_ticket_anchors_batch_id")
-        ),
+        sa.UniqueConstraint("batch_id", "leaf_index", name=op.f("uq_ticket_anchors_batch_id")),
     )
     op.add_column("tickets", sa.Column("anchor_batch_id", sa.BigInteger(), nullable=True))
     op.create_foreign_key(
@@ -114,9 +112,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chain_transactions")),
         sa.UniqueConstraint("purpose", name=op.f("uq_chain_transactions_purpose")),
     )
-    op.create_index(
-        "ix_chain_transactions_sender_nonce", "chain_transactions", ["sender", "nonce"]
-    )
+    op.create_index("ix_chain_transactions_sender_nonce", "chain_transactions", ["sender", "nonce"])
 
 
 def downgrade() -> None:
