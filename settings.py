@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         "whsec_tollgate_sandbox", description="Secret that signs Stripe webhooks"
     )
     stripe_sandbox_port: int = Field(12111, description="Port of the embedded Stripe sandbox")
+    stripe_task_queue: str = Field(
+        "tollgate-stripe", description="Task queue of Stripe activities, rate-limited"
+    )
+    stripe_requests_per_second: float = Field(
+        25.0, gt=0, description="Most Stripe activities started per second, across workers"
+    )
 
     # API
     api_host: str = "127.0.0.1"

@@ -1,6 +1,15 @@
 """SQLAlchemy models, one module per domain; importing this package registers them all."""
 
-from models import anchoring, audit, idempotency, ledger, tickets
+from models import anchoring, audit, escrow, idempotency, ledger, outbox, tickets
 from models.base import Base
 
-__all__ = ["Base", "anchoring", "audit", "idempotency", "ledger", "tickets"]
+__all__ = [
+    "Base",
+    "anchoring",
+    "audit",
+    "escrow",
+    "idempotency",
+    "ledger",
+    "outbox",
+    "tickets",
+]

@@ -121,3 +121,81 @@ class SubmittedBatches(BaseModel):
 class ConfirmRunResult(BaseModel):
     checked: int = Field(description="Batches whose transaction was looked at")
     confirmed: int
+
+
+class EscrowHoldInput(BaseModel):
+    """``escrow-hold-{id}``: what the workflow needs that does not change."""
+
+    hold_id: UUID
+    release_at: datetime
+
+
+class HoldSignal(BaseModel):
+    """Argument of ``release_now``, ``refund_to_payer``, ``cancel`` and ``resolve``: who sent it
+    (an admin in the Temporal UI, or the API on behalf of a caller)."""
+
+    by: str = "temporal-ui"
+
+
+class ReleasePartial(BaseModel):
+    amount: int
+    by: str = "temporal-ui"
+
+
+class ExtendHold(BaseModel):
+    release_at: datetime
+    by: str = "temporal-ui"
+
+
+class DisputeHold(BaseModel):
+    reason: str
+    by: str = "temporal-ui"
+
+
+class ApproveHold(BaseModel):
+    approver: str
+
+
+class EscrowHoldStatus(BaseModel):
+    """The ``status`` query and the workflow's result."""
+
+    hold_id: UUID
+    status: str
+    release_at: datetime
+    held_amount: int
+    disputed: bool = False
+    approvals: list[str] = []
+
+
+class PayoutScheduleInput(BaseModel):
+    """``payout-schedule-{id}``."""
+
+    schedule_id: UUID
+    scheduled_for: datetime
+    trigger_event: str
+    max_attempts: int = 3
+    backoff_seconds: int = 60
+    stripe_task_queue: str = "tollgate-stripe"
+
+
+class TriggerPayout(BaseModel):
+    """Argument of ``trigger``: the event that happened (``manual`` always pays)."""
+
+    event: str = "manual"
+    by: str = "temporal-ui"
+
+
+class CancelPayout(BaseModel):
+    reason: str = "cancelled by an operator"
+    by: str = "temporal-ui"
+
+
+class PayoutScheduleStatus(BaseModel):
+    """The ``status`` query and the workflow's result."""
+
+    schedule_id: UUID
+    status: str
+    scheduled_for: datetime
+    retry_count: int = 0
+    last_error: str | None = None
+    stripe_transfer_id: str | None = None
