@@ -23,8 +23,9 @@ from temporalio.client import (
 from settings import Settings
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
+from workflows.recovery import RestartMissingWorkflowsWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow
-from workflows.types import AnchorRunInput, ConfirmRunInput, PurgeInput
+from workflows.types import AnchorRunInput, ConfirmRunInput, PurgeInput, RecoveryInput
 
 ANCHORING_SCHEDULE = "tickets-anchoring"
 
@@ -63,6 +64,14 @@ def jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
                     ScheduleIntervalSpec(every=timedelta(minutes=settings.anchor_interval_minutes))
                 ]
             ),
+        ),
+        PeriodicJob(
+            "escrow-payouts-recovery",
+            RestartMissingWorkflowsWorkflow.run,
+            RecoveryInput(
+                task_queue=settings.task_queue, stripe_task_queue=settings.stripe_task_queue
+            ),
+            ScheduleSpec(cron_expressions=["30 3 * * *"], time_zone_name="UTC"),
         ),
         PeriodicJob(
             "anchor-confirmations",

@@ -14,15 +14,22 @@ from temporalio.worker import Worker
 import schedules
 from activities.anchoring import AnchorBatchActivities, AnchorChainActivities
 from activities.chain_sender import ChainSender, SenderConfig
+from activities.escrow import EscrowActivities
 from activities.maintenance import MaintenanceActivities
+from activities.payouts import PayoutActivities, StripeTransferActivities
+from activities.recovery import RecoveryActivities
 from activities.tickets import TicketActivities
 from integrations.anchor_contract import AnchorContract
+from integrations.stripe_client import build_client
 from integrations.temporal import connect, register_search_attributes
 from models.engine import make_engine, make_sessionmaker
 from settings import Settings, get_settings
 from workflows import search_attributes
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
+from workflows.escrow import EscrowHoldWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
+from workflows.payouts import PayoutScheduleWorkflow
+from workflows.recovery import RestartMissingWorkflowsWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow, TicketWorkflow
 
 log = logging.getLogger("tollgate.worker")
@@ -33,6 +40,9 @@ WORKFLOWS: Sequence[type] = (
     PurgeExpiredTicketsWorkflow,
     AnchorTicketsWorkflow,
     ConfirmAnchorBatchesWorkflow,
+    EscrowHoldWorkflow,
+    PayoutScheduleWorkflow,
+    RestartMissingWorkflowsWorkflow,
 )
 
 
@@ -43,6 +53,8 @@ def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
         sessionmaker, retention=timedelta(days=settings.ticket_retention_days)
     )
     anchor = AnchorBatchActivities(sessionmaker)
+    escrow = EscrowActivities(sessionmaker)
+    payout = PayoutActivities(sessionmaker)
     return [
         maintenance.purge_expired_idempotency_keys,
         ticket.expire_ticket,
@@ -51,6 +63,18 @@ def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
         anchor.create_anchor_batch,
         anchor.fail_anchor_batch,
         anchor.list_submitted_batches,
+        escrow.load,
+        escrow.release,
+        escrow.give_back,
+        escrow.extend,
+        escrow.dispute,
+        escrow.resolve,
+        escrow.approve,
+        payout.load,
+        payout.start_run,
+        payout.complete,
+        payout.fail,
+        payout.cancel,
     ]
 
 
@@ -75,6 +99,12 @@ def chain_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
     contract = AnchorContract(sender.client.w3, settings.chain_rpc_url, settings.anchor_address())
     anchor = AnchorChainActivities(sessionmaker, sender, contract)
     return [anchor.submit_anchor_batch, anchor.check_anchor_batch]
+
+
+def stripe_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
+    """Activities of the Stripe task queue, rate-limited across workers by Temporal."""
+    client = build_client(settings.stripe_api_key, settings.stripe_api_base)
+    return [StripeTransferActivities(sessionmaker, client).pay_out]
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -104,7 +134,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities(sessionmaker, settings),
+        activities=[
+            *activities(sessionmaker, settings),
+            # Starts workflows, so it needs the client, unlike the database steps.
+            RecoveryActivities(sessionmaker, client).restart_missing_workflows,
+        ],
         graceful_shutdown_timeout=timedelta(seconds=20),
     )
     chain_worker = Worker(
@@ -114,8 +148,20 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         max_concurrent_activities=1,
         graceful_shutdown_timeout=timedelta(seconds=20),
     )
-    async with worker, chain_worker:
-        log.info("worker polling %s and %s", settings.task_queue, settings.chain_task_queue)
+    stripe_worker = Worker(
+        client,
+        task_queue=settings.stripe_task_queue,
+        activities=stripe_activities(sessionmaker, settings),
+        max_task_queue_activities_per_second=settings.stripe_requests_per_second,
+        graceful_shutdown_timeout=timedelta(seconds=20),
+    )
+    async with worker, chain_worker, stripe_worker:
+        log.info(
+            "worker polling %s, %s and %s",
+            settings.task_queue,
+            settings.chain_task_queue,
+            settings.stripe_task_queue,
+        )
         await stop.wait()
         log.info("shutting down: finishing running activities")
     await engine.dispose()

@@ -14,7 +14,18 @@ from api.anchoring_trigger import EarlyAnchoring
 from api.idempotency import IdempotencyMiddleware
 from api.metrics import MetricsMiddleware
 from api.metrics import router as metrics_router
-from api.routers import admin, anchoring, audit, health, ledger, tickets
+from api.routers import (
+    admin,
+    anchoring,
+    audit,
+    audit_log,
+    escrow,
+    health,
+    ledger,
+    payouts,
+    placements,
+    tickets,
+)
 from integrations import ticket_keys
 from integrations.chain import BlockHeight
 from integrations.chain import ping_async as chain_ping
@@ -89,6 +100,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(admin.router)
-    for router in (ledger.router, audit.router, tickets.router, anchoring.router):
+    for router in (
+        ledger.router,
+        audit.router,
+        audit_log.router,
+        tickets.router,
+        anchoring.router,
+        escrow.router,
+        payouts.router,
+        placements.router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     return app

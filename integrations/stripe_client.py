@@ -98,6 +98,35 @@ def stripe_errors() -> Iterator[None]:
         raise map_error(exc) from exc
 
 
+async def create_transfer(
+    client: stripe.StripeClient,
+    *,
+    amount: int,
+    currency: str,
+    destination: str,
+    idempotency_key: str,
+    metadata: dict[str, str],
+) -> str:
+    """Sends ``amount`` to the connected account ``destination``; the transfer's id.
+
+    The same ``idempotency_key`` replays the first answer, so a retry cannot pay twice. An
+    unknown destination is a refusal (``NotFound``: Stripe answers ``resource_missing``), a
+    too low balance a ``ValidationError``; both are final.
+    """
+    with stripe_errors():
+        transfer = await client.v1.transfers.create_async(
+            {
+                "amount": amount,
+                # Stripe's currencies are lower case; ours are ISO 4217 upper case.
+                "currency": currency.lower(),
+                "destination": destination,
+                "metadata": metadata,
+            },
+            options={"idempotency_key": idempotency_key},
+        )
+    return transfer.id
+
+
 def verify_webhook(payload: bytes, sig_header: str | None, secret: str) -> stripe.Event:
     """The event of a webhook whose ``Stripe-Signature`` is valid; ``ValidationError`` if not."""
     try:

@@ -23,12 +23,14 @@ from models.base import Base, CreatedAt, new_id
 
 class EscrowHold(CreatedAt, Base):
     __tablename__ = "escrow_holds"
+    # Load the database's ``updated_at`` at flush, so reading it later needs no lazy load.
+    __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     payer_id: Mapped[str] = mapped_column(String(200))
     payee_id: Mapped[str] = mapped_column(String(200))
     amount: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
+    currency: Mapped[str] = mapped_column(String(8))
     released_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     reason: Mapped[str] = mapped_column(String(24))
@@ -81,9 +83,7 @@ class EscrowMovement(CreatedAt, Base):
     key: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int] = mapped_column(BigInteger)
-    ledger_transaction_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("ledger_transactions.id")
-    )
+    ledger_transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_transactions.id"))
 
     __table_args__ = (
         CheckConstraint("kind IN ('release', 'refund', 'cancel')", name="kind"),
@@ -94,13 +94,14 @@ class EscrowMovement(CreatedAt, Base):
 
 class PayoutSchedule(CreatedAt, Base):
     __tablename__ = "payout_schedules"
+    __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     payee_id: Mapped[str] = mapped_column(String(200))
     # The Stripe connected account the transfer goes to.
     destination: Mapped[str] = mapped_column(String(100))
     amount: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
+    currency: Mapped[str] = mapped_column(String(8))
     trigger_event: Mapped[str] = mapped_column(String(32))
     scheduled_for: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16))
@@ -144,13 +145,9 @@ class Payout(CreatedAt, Base):
     __tablename__ = "payouts"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    schedule_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("payout_schedules.id"), unique=True
-    )
+    schedule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payout_schedules.id"), unique=True)
     payee_id: Mapped[str] = mapped_column(String(200))
     amount: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
+    currency: Mapped[str] = mapped_column(String(8))
     stripe_transfer_id: Mapped[str] = mapped_column(String(100), unique=True)
-    ledger_transaction_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("ledger_transactions.id")
-    )
+    ledger_transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_transactions.id"))

@@ -154,10 +154,16 @@ class Moved:
     repeated: bool
 
 
-async def _previous_move(session: AsyncSession, key: str) -> EscrowMovement | None:
+async def _previous_move(
+    session: AsyncSession, hold: EscrowHold, key: str, kinds: tuple[str, ...]
+) -> EscrowMovement | None:
+    """The movement already made under ``key``; a key of another hold or kind is a conflict,
+    not a repeat."""
     found: EscrowMovement | None = await session.scalar(
         select(EscrowMovement).where(EscrowMovement.key == key)
     )
+    if found is not None and (found.hold_id != hold.id or found.kind not in kinds):
+        raise Conflict(f"movement key {key} was used for another movement", param="key")
     return found
 
 
@@ -177,7 +183,7 @@ async def release(
     ``approve`` lift them).
     """
     hold = await get(session, hold_id, for_update=True)
-    previous = await _previous_move(session, key)
+    previous = await _previous_move(session, hold, key, ("release",))
     if previous is not None:
         return Moved(hold, previous.amount, repeated=True)
     check_holding(HoldStatus(hold.status))
@@ -227,7 +233,7 @@ async def give_back(
     """Return everything still held to the payer: a refund, or (``cancel``) the hold's
     cancellation. Once per ``key``."""
     hold = await get(session, hold_id, for_update=True)
-    previous = await _previous_move(session, key)
+    previous = await _previous_move(session, hold, key, ("cancel",) if cancel else ("refund",))
     if previous is not None:
         return Moved(hold, previous.amount, repeated=True)
     check_holding(HoldStatus(hold.status))

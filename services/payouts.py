@@ -22,6 +22,7 @@ from services import audit, ledger, outbox
 from services.escrow import payee_account
 
 STRIPE_ACCOUNT = "stripe:transfers"
+RETRY_WINDOW_SECONDS = 23 * 3600
 
 
 def schedule_view(schedule: PayoutSchedule) -> dict[str, Any]:
@@ -37,9 +38,10 @@ def schedule_view(schedule: PayoutSchedule) -> dict[str, Any]:
 
 
 def idempotency_key(schedule: PayoutSchedule) -> str:
-    """Stripe's key for this run's transfer: derived from the schedule, never the attempt,
-    so retries within a run cannot pay twice; a new run (after a FAILED one, which paid
-    nothing) gets its own key so Stripe does not replay the old failure."""
+    """Stripe's key for the transfer: derived from the schedule, never the attempt, so
+    retries cannot pay twice. It changes only after Stripe *refused* a transfer (which it
+    stores under the key and would replay); after retries ran out on outages the next run
+    reuses it, since one of those attempts may have paid."""
     return f"payout-schedule-{schedule.id}-run-{schedule.run_number}"
 
 
@@ -98,6 +100,12 @@ async def create_schedule(
         raise ValidationError("max_attempts is 1 to 20", param="max_attempts")
     if not 1 <= backoff_seconds <= 86_400:
         raise ValidationError("backoff_seconds is 1 to 86400", param="backoff_seconds")
+    if backoff_seconds * (2 ** (max_attempts - 1) - 1) > RETRY_WINDOW_SECONDS:
+        # Stripe keeps an idempotency key 24 hours: every retry must come before that.
+        raise ValidationError(
+            "the retries of max_attempts with backoff_seconds doubling would last past 23 hours",
+            param="backoff_seconds",
+        )
     schedule = PayoutSchedule(
         id=uuid.uuid4(),
         payee_id=payee_id,
@@ -144,7 +152,6 @@ async def start_run(
     check_payout_move(status, PayoutStatus.PROCESSING)
     before = schedule_view(schedule)
     if status is PayoutStatus.FAILED:
-        schedule.run_number += 1
         schedule.retry_count = 0
     schedule.status = PayoutStatus.PROCESSING.value
     schedule.triggered_at = datetime.now(UTC)
@@ -225,9 +232,10 @@ async def complete(
 
 
 async def fail(
-    session: AsyncSession, schedule_id: uuid.UUID, *, error: str, actor: Actor
+    session: AsyncSession, schedule_id: uuid.UUID, *, error: str, actor: Actor, final: bool
 ) -> PayoutSchedule:
-    """PROCESSING → FAILED with the error kept; a later trigger runs it again."""
+    """PROCESSING → FAILED with the error kept; a later trigger runs it again. ``final``: Stripe
+    refused the transfer, so the next run needs a new idempotency key."""
     schedule = await get(session, schedule_id, for_update=True)
     if schedule.status == PayoutStatus.FAILED.value:
         return schedule
@@ -235,6 +243,8 @@ async def fail(
     before = schedule_view(schedule)
     schedule.status = PayoutStatus.FAILED.value
     schedule.last_error = error
+    if final:
+        schedule.run_number += 1
     await _changed(session, schedule, "failed", actor=actor, before=before)
     return schedule
 

@@ -199,3 +199,125 @@ class PayoutScheduleStatus(BaseModel):
     retry_count: int = 0
     last_error: str | None = None
     stripe_transfer_id: str | None = None
+
+
+class EscrowHoldState(BaseModel):
+    """Output of every ``escrow_*`` activity: the row as the step left it."""
+
+    status: str
+    held_amount: int
+    currency: str
+    release_at: datetime
+    payer_id: str
+    disputed: bool = False
+    required_approvals: int = 0
+    approvals: list[str] = []
+    moved: int = Field(0, description="What this step released or gave back")
+
+
+class EscrowLoadInput(BaseModel):
+    hold_id: UUID
+
+
+class EscrowReleaseInput(BaseModel):
+    """``key`` comes from the workflow, so a retried activity finds its movement."""
+
+    hold_id: UUID
+    key: str
+    actor: str
+    amount: int | None = Field(None, description="None: everything still held")
+
+
+class EscrowGiveBackInput(BaseModel):
+    hold_id: UUID
+    key: str
+    actor: str
+    cancel: bool = Field(False, description="A cancellation rather than a refund")
+
+
+class EscrowExtendInput(BaseModel):
+    hold_id: UUID
+    release_at: datetime
+    actor: str
+
+
+class EscrowDisputeInput(BaseModel):
+    hold_id: UUID
+    reason: str
+    actor: str
+
+
+class EscrowResolveInput(BaseModel):
+    hold_id: UUID
+    actor: str
+
+
+class EscrowApproveInput(BaseModel):
+    hold_id: UUID
+    approver: str
+    actor: str
+
+
+class PayoutState(BaseModel):
+    """Output of every ``payout_*`` database activity: the row as the step left it."""
+
+    status: str
+    retry_count: int = 0
+    last_error: str | None = None
+    run_number: int = 0
+
+
+class PayoutLoadInput(BaseModel):
+    schedule_id: UUID
+
+
+class PayoutStartRunInput(BaseModel):
+    schedule_id: UUID
+    event: str
+    actor: str
+
+
+class PayoutCompleteInput(BaseModel):
+    schedule_id: UUID
+    transfer_id: str
+    actor: str
+
+
+class PayoutFailInput(BaseModel):
+    schedule_id: UUID
+    error: str
+    actor: str
+    # A refusal (Stripe stored it under the run's key) rather than retries running out.
+    final: bool = False
+
+
+class PayoutCancelInput(BaseModel):
+    schedule_id: UUID
+    reason: str
+    actor: str
+
+
+class PayOutInput(BaseModel):
+    schedule_id: UUID
+
+
+class PayOutResult(BaseModel):
+    transfer_id: str
+
+
+class ReschedulePayout(BaseModel):
+    """Argument of ``reschedule``: the schedule's new date (the row already has it)."""
+
+    scheduled_for: datetime
+    by: str = "temporal-ui"
+
+
+class RecoveryInput(BaseModel):
+    task_queue: str = "tollgate"
+    stripe_task_queue: str = "tollgate-stripe"
+
+
+class RecoveryResult(BaseModel):
+    checked: int = 0
+    restarted_holds: int = 0
+    restarted_payouts: int = 0

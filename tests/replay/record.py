@@ -8,7 +8,8 @@ to replay what older code wrote, so only the missing files are written.
 
 import asyncio
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,14 @@ from temporalio.worker import Worker
 from devstack.binaries import find
 from integrations.temporal import add_search_attributes
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
+from workflows.escrow import EscrowHoldWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
+from workflows.payouts import PayoutScheduleWorkflow
 from workflows.search_attributes import ALL
 from workflows.tickets import TicketWorkflow
 from workflows.types import (
     AnchorRunInput,
+    ApproveHold,
     BatchInput,
     BatchRef,
     CancelTicket,
@@ -34,14 +38,37 @@ from workflows.types import (
     CheckBatchResult,
     ConfirmRunInput,
     CreateBatchInput,
+    DisputeHold,
+    EscrowApproveInput,
+    EscrowDisputeInput,
+    EscrowExtendInput,
+    EscrowGiveBackInput,
+    EscrowHoldInput,
+    EscrowHoldState,
+    EscrowLoadInput,
+    EscrowReleaseInput,
+    EscrowResolveInput,
+    ExtendHold,
     FailBatchInput,
+    HoldSignal,
+    PayoutCancelInput,
+    PayoutCompleteInput,
+    PayoutFailInput,
+    PayOutInput,
+    PayoutLoadInput,
+    PayOutResult,
+    PayoutScheduleInput,
+    PayoutStartRunInput,
+    PayoutState,
     PurgeInput,
     PurgeResult,
+    ReleasePartial,
     SubmitBatchResult,
     SubmittedBatches,
     TicketActivityInput,
     TicketActivityResult,
     TicketInput,
+    TriggerPayout,
 )
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -110,6 +137,150 @@ class AnchoringStubs:
         )
 
 
+@dataclass
+class StubHold:
+    release_at: datetime
+    required_approvals: int = 0
+    amount: int = 10_000
+    released: int = 0
+    returned: int = 0
+    status: str = "active"
+    disputed: bool = False
+    approvals: list[str] = field(default_factory=list)
+
+    @property
+    def held(self) -> int:
+        return self.amount - self.released - self.returned
+
+    def state(self, moved: int = 0) -> EscrowHoldState:
+        return EscrowHoldState(
+            status=self.status,
+            held_amount=self.held,
+            currency="USD",
+            release_at=self.release_at,
+            payer_id="payer-recorded",
+            disputed=self.disputed,
+            required_approvals=self.required_approvals,
+            approvals=list(self.approvals),
+            moved=moved,
+        )
+
+
+class EscrowStubs:
+    """Holds kept in memory, refusing what ``services.escrow`` refuses (movement keys are
+    not kept: the recorded scenarios never retry a movement)."""
+
+    def __init__(self) -> None:
+        self.holds: dict[uuid.UUID, StubHold] = {}
+
+    @activity.defn(name="escrow_load")
+    async def load(self, request: EscrowLoadInput) -> EscrowHoldState:
+        return self.holds[request.hold_id].state()
+
+    @activity.defn(name="escrow_release")
+    async def release(self, request: EscrowReleaseInput) -> EscrowHoldState:
+        hold = self.holds[request.hold_id]
+        if hold.disputed or len(hold.approvals) < hold.required_approvals:
+            raise ApplicationError(
+                "disputed or short of approvals", type="Conflict", non_retryable=True
+            )
+        moved = hold.held if request.amount is None else request.amount
+        if not 0 < moved <= hold.held:
+            raise ApplicationError(
+                f"a release moves 1 to {hold.held}", type="ValidationError", non_retryable=True
+            )
+        hold.released += moved
+        hold.status = "released" if hold.held == 0 else "partially_released"
+        return hold.state(moved)
+
+    @activity.defn(name="escrow_give_back")
+    async def give_back(self, request: EscrowGiveBackInput) -> EscrowHoldState:
+        hold = self.holds[request.hold_id]
+        moved = hold.held
+        hold.returned += moved
+        hold.status = "cancelled" if request.cancel else "refunded"
+        return hold.state(moved)
+
+    @activity.defn(name="escrow_extend")
+    async def extend(self, request: EscrowExtendInput) -> EscrowHoldState:
+        hold = self.holds[request.hold_id]
+        hold.release_at = request.release_at
+        return hold.state()
+
+    @activity.defn(name="escrow_dispute")
+    async def dispute(self, request: EscrowDisputeInput) -> EscrowHoldState:
+        hold = self.holds[request.hold_id]
+        hold.disputed = True
+        return hold.state()
+
+    @activity.defn(name="escrow_resolve")
+    async def resolve(self, request: EscrowResolveInput) -> EscrowHoldState:
+        hold = self.holds[request.hold_id]
+        hold.disputed = False
+        return hold.state()
+
+    @activity.defn(name="escrow_approve")
+    async def approve(self, request: EscrowApproveInput) -> EscrowHoldState:
+        hold = self.holds[request.hold_id]
+        if request.approver not in hold.approvals:
+            hold.approvals.append(request.approver)
+        return hold.state()
+
+
+class PayoutStubs:
+    """Schedules kept in memory. Stripe is away on a run's first attempt; a destination of
+    ``acct_declined`` is refused on run 0 and paid on the next run."""
+
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, PayoutState] = {}
+        self.destinations: dict[uuid.UUID, str] = {}
+
+    @activity.defn(name="payout_load")
+    async def load(self, request: PayoutLoadInput) -> PayoutState:
+        return self.rows[request.schedule_id]
+
+    @activity.defn(name="payout_start_run")
+    async def start_run(self, request: PayoutStartRunInput) -> PayoutState:
+        row = self.rows[request.schedule_id]
+        if row.status == "failed":
+            row.run_number += 1
+            row.retry_count = 0
+        row.status, row.last_error = "processing", None
+        return row
+
+    @activity.defn(name="pay_out")
+    async def pay_out(self, request: PayOutInput) -> PayOutResult:
+        row = self.rows[request.schedule_id]
+        declined = self.destinations[request.schedule_id] == "acct_declined"
+        if declined and row.run_number == 0:
+            row.retry_count += 1
+            raise ApplicationError(
+                "the account cannot receive transfers", type="CardDeclined", non_retryable=True
+            )
+        if not declined and activity.info().attempt == 1:
+            row.retry_count += 1
+            raise ApplicationError("Stripe answered 503", type="ProviderError")
+        return PayOutResult(transfer_id=f"tr_recorded_{row.run_number}")
+
+    @activity.defn(name="payout_complete")
+    async def complete(self, request: PayoutCompleteInput) -> PayoutState:
+        row = self.rows[request.schedule_id]
+        row.status = "completed"
+        return row
+
+    @activity.defn(name="payout_fail")
+    async def fail(self, request: PayoutFailInput) -> PayoutState:
+        row = self.rows[request.schedule_id]
+        row.status, row.last_error = "failed", request.error
+        return row
+
+    @activity.defn(name="payout_cancel")
+    async def cancel(self, request: PayoutCancelInput) -> PayoutState:
+        row = self.rows[request.schedule_id]
+        row.status = "cancelled"
+        return row
+
+
 async def save(handle: WorkflowHandle[Any, Any], name: str) -> None:
     HISTORIES.mkdir(exist_ok=True)
     path = HISTORIES / f"{name}.json"
@@ -130,7 +301,10 @@ async def record() -> None:
     try:
         queue = f"record-{uuid.uuid4()}"
         chain_queue = f"record-chain-{uuid.uuid4()}"
+        stripe_queue = f"record-stripe-{uuid.uuid4()}"
         anchoring = AnchoringStubs()
+        holds = EscrowStubs()
+        schedules = PayoutStubs()
         async with (
             Worker(
                 env.client,
@@ -140,6 +314,8 @@ async def record() -> None:
                     TicketWorkflow,
                     AnchorTicketsWorkflow,
                     ConfirmAnchorBatchesWorkflow,
+                    EscrowHoldWorkflow,
+                    PayoutScheduleWorkflow,
                 ],
                 activities=[
                     purge,
@@ -148,8 +324,21 @@ async def record() -> None:
                     anchoring.create_anchor_batch,
                     anchoring.fail_anchor_batch,
                     anchoring.list_submitted_batches,
+                    holds.load,
+                    holds.release,
+                    holds.give_back,
+                    holds.extend,
+                    holds.dispute,
+                    holds.resolve,
+                    holds.approve,
+                    schedules.load,
+                    schedules.start_run,
+                    schedules.complete,
+                    schedules.fail,
+                    schedules.cancel,
                 ],
             ),
+            Worker(env.client, task_queue=stripe_queue, activities=[schedules.pay_out]),
             Worker(
                 env.client,
                 task_queue=chain_queue,
@@ -206,8 +395,71 @@ async def record() -> None:
             )
             await confirm_run.result()
             await save(confirm_run, "anchor_confirmations")
+            await record_escrow(env, queue, holds)
+            await record_payouts(env, queue, stripe_queue, schedules)
     finally:
         await env.shutdown()
+
+
+async def record_escrow(env: WorkflowEnvironment, queue: str, holds: EscrowStubs) -> None:
+    """A hold approved, extended, partly released, refused a too large release, disputed past
+    its date, resolved and released; another cancelled."""
+    for name in ("escrow_hold_released", "escrow_hold_cancelled"):
+        hold_id = uuid.uuid4()
+        release_at = (await env.get_current_time()) + timedelta(days=30)
+        holds.holds[hold_id] = StubHold(release_at, required_approvals=1)
+        handle = await env.client.start_workflow(
+            EscrowHoldWorkflow.run,
+            EscrowHoldInput(hold_id=hold_id, release_at=release_at),
+            id=f"escrow-hold-{name}",
+            task_queue=queue,
+        )
+        if name == "escrow_hold_cancelled":
+            await handle.signal(EscrowHoldWorkflow.cancel, HoldSignal(by="recorded"))
+        else:
+            await env.sleep(timedelta(days=1))  # the extension re-arms a running timer
+            await handle.signal(EscrowHoldWorkflow.approve, ApproveHold(approver="recorded"))
+            await handle.signal(
+                EscrowHoldWorkflow.extend, ExtendHold(release_at=release_at + timedelta(days=5))
+            )
+            await handle.signal(EscrowHoldWorkflow.release_partial, ReleasePartial(amount=2_000))
+            await handle.signal(EscrowHoldWorkflow.release_partial, ReleasePartial(amount=99_999))
+            await handle.signal(EscrowHoldWorkflow.dispute, DisputeHold(reason="recorded"))
+            await env.sleep(timedelta(days=40))
+            await handle.signal(EscrowHoldWorkflow.resolve, HoldSignal(by="recorded"))
+        await handle.result()
+        await save(handle, name)
+
+
+async def record_payouts(
+    env: WorkflowEnvironment, queue: str, stripe_queue: str, schedules: PayoutStubs
+) -> None:
+    """A payout retried once then paid at its date; another declined, then triggered and
+    paid on its second run."""
+    for name, destination in (
+        ("payout_schedule_completed", "acct_recorded"),
+        ("payout_schedule_failed_then_triggered", "acct_declined"),
+    ):
+        schedule_id = uuid.uuid4()
+        schedules.rows[schedule_id] = PayoutState(status="pending")
+        schedules.destinations[schedule_id] = destination
+        handle = await env.client.start_workflow(
+            PayoutScheduleWorkflow.run,
+            PayoutScheduleInput(
+                schedule_id=schedule_id,
+                scheduled_for=(await env.get_current_time()) + timedelta(days=7),
+                trigger_event="milestone_reached",
+                backoff_seconds=30,
+                stripe_task_queue=stripe_queue,
+            ),
+            id=f"payout-schedule-{name}",
+            task_queue=queue,
+        )
+        if destination == "acct_declined":
+            await env.sleep(timedelta(days=8))
+            await handle.signal(PayoutScheduleWorkflow.trigger, TriggerPayout(by="recorded"))
+        await handle.result()
+        await save(handle, name)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def upgrade() -> None:
         sa.Column("payer_id", sa.String(length=200), nullable=False),
         sa.Column("payee_id", sa.String(length=200), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
-        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("currency", sa.String(length=8), nullable=False),
         sa.Column("released_amount", sa.BigInteger(), nullable=False),
         sa.Column("refunded_amount", sa.BigInteger(), nullable=False),
         sa.Column("reason", sa.String(length=24), nullable=False),
@@ -134,7 +134,7 @@ def upgrade() -> None:
         sa.Column("payee_id", sa.String(length=200), nullable=False),
         sa.Column("destination", sa.String(length=100), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
-        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("currency", sa.String(length=8), nullable=False),
         sa.Column("trigger_event", sa.String(length=32), nullable=False),
         sa.Column("scheduled_for", sa.DateTime(timezone=True), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -198,7 +198,7 @@ def upgrade() -> None:
         sa.Column("schedule_id", sa.Uuid(), nullable=False),
         sa.Column("payee_id", sa.String(length=200), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
-        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("currency", sa.String(length=8), nullable=False),
         sa.Column("stripe_transfer_id", sa.String(length=100), nullable=False),
         sa.Column("ledger_transaction_id", sa.Uuid(), nullable=False),
         sa.Column(
@@ -228,6 +228,7 @@ def upgrade() -> None:
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION refuse_change();"
         )
+
 
 def downgrade() -> None:
     op.drop_table("payouts")

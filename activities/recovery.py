@@ -1,0 +1,94 @@
+"""The safety net of holds and payouts: every hold still holding money and every open payout
+schedule must have its workflow running; a missing (or wrongly closed) one is started again.
+
+Starting is idempotent: the workflow id is the entity's, and a running one is left alone.
+"""
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from services import escrow, payouts
+from workflows.types import (
+    EscrowHoldInput,
+    PayoutScheduleInput,
+    RecoveryInput,
+    RecoveryResult,
+)
+
+log = logging.getLogger(__name__)
+
+
+class RecoveryActivities:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], client: Client) -> None:
+        self.sessionmaker = sessionmaker
+        self.client = client
+
+    @activity.defn(name="restart_missing_workflows")
+    async def restart_missing_workflows(self, request: RecoveryInput) -> RecoveryResult:
+        async with self.sessionmaker() as session:
+            holds = await escrow.holding(session)
+            schedules = await payouts.open_schedules(session)
+        result = RecoveryResult(checked=len(holds) + len(schedules))
+        for hold in holds:
+            activity.heartbeat()
+            workflow_id = f"escrow-hold-{hold.id}"
+            if not await self._running(workflow_id):
+                await self._start(
+                    "EscrowHold",
+                    EscrowHoldInput(hold_id=hold.id, release_at=hold.release_at),
+                    workflow_id,
+                    request.task_queue,
+                )
+                result.restarted_holds += 1
+        for schedule in schedules:
+            activity.heartbeat()
+            workflow_id = f"payout-schedule-{schedule.id}"
+            if not await self._running(workflow_id):
+                await self._start(
+                    "PayoutSchedule",
+                    PayoutScheduleInput(
+                        schedule_id=schedule.id,
+                        scheduled_for=schedule.scheduled_for,
+                        trigger_event=schedule.trigger_event,
+                        max_attempts=schedule.max_attempts,
+                        backoff_seconds=schedule.backoff_seconds,
+                        stripe_task_queue=request.stripe_task_queue,
+                    ),
+                    workflow_id,
+                    request.task_queue,
+                )
+                result.restarted_payouts += 1
+        if result.restarted_holds or result.restarted_payouts:
+            log.warning(
+                "restarted %d escrow and %d payout workflows that were missing",
+                result.restarted_holds,
+                result.restarted_payouts,
+            )
+        return result
+
+    async def _running(self, workflow_id: str) -> bool:
+        try:
+            described = await self.client.get_workflow_handle(workflow_id).describe()
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return described.status is WorkflowExecutionStatus.RUNNING
+
+    async def _start(
+        self, workflow: str, argument: object, workflow_id: str, task_queue: str
+    ) -> None:
+        await self.client.start_workflow(
+            workflow,
+            argument,
+            id=workflow_id,
+            task_queue=task_queue,
+            # A closed run of an entity still holding money is exactly what is missing.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )

@@ -1,0 +1,540 @@
+"""Escrow holds: list, read, create, statistics and export. The changes after creation
+(release, refund, cancel, extend, dispute, resolve, approve) are made by the hold's workflow:
+the API checks them against the service's rules first, so a refused one is a 4xx and nothing
+is sent, then signals the workflow and answers 202 with the hold as it is now."""
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import Admin, PlatformAdmin, Session, get_settings
+from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
+from api.workflow_calls import (
+    BULK_MAX,
+    BulkId,
+    BulkOut,
+    WorkflowStart,
+    run_bulk,
+    signal,
+    start_after_commit,
+)
+from domain.actors import Actor
+from domain.errors import ValidationError
+from domain.escrow import HoldReason, HoldStatus, check_holding
+from domain.ledger import MAX_POSTING_AMOUNT
+from domain.money import Money
+from models.escrow import EscrowHold
+from services import escrow
+from settings import Settings
+from workflows.types import (
+    ApproveHold,
+    DisputeHold,
+    EscrowHoldInput,
+    ExtendHold,
+    HoldSignal,
+    ReleasePartial,
+)
+
+router = APIRouter(prefix="/escrow-holds", tags=["escrow"])
+
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+Amount = Annotated[int, Field(ge=1, le=MAX_POSTING_AMOUNT, description="Minor units")]
+Currency = Annotated[str, Field(min_length=3, max_length=8, description="ISO 4217")]
+Party = Annotated[str, Field(min_length=1, max_length=200)]
+PlacementId = Annotated[str, Field(min_length=1, max_length=100)]
+EXPORT_PAGE = 500
+
+
+def money(amount: int, currency: str) -> Money:
+    """The escrow and payout tables keep three-letter codes: a longer one (USDC) is refused
+    here instead of failing in the database."""
+    value = Money(amount, currency)
+    if len(value.currency) != 3:
+        raise ValidationError(
+            f"escrow holds and payouts take three-letter currencies, not {value.currency}",
+            code="invalid_currency",
+            param="currency",
+        )
+    return value
+
+
+class HoldIn(BaseModel):
+    payer_id: Party
+    payee_id: Party
+    amount: Amount
+    currency: Currency
+    reason: HoldReason
+    release_at: AwareDatetime
+    required_approvals: int = Field(0, ge=0, le=20)
+    placement_id: PlacementId | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class HoldOut(BaseModel):
+    id: uuid.UUID
+    object: str = "escrow_hold"
+    payer_id: str
+    payee_id: str
+    amount: int
+    currency: str
+    released_amount: int
+    refunded_amount: int
+    held_amount: int
+    reason: HoldReason
+    status: HoldStatus
+    release_at: datetime
+    dispute_reason: str | None
+    required_approvals: int
+    approvals: list[str]
+    placement_id: str | None
+    metadata: dict[str, Any]
+    released_at: datetime | None
+    cancelled_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    workflow_id: str
+
+
+def workflow_id(hold_id: uuid.UUID) -> str:
+    return f"escrow-hold-{hold_id}"
+
+
+def hold_out(hold: EscrowHold) -> HoldOut:
+    return HoldOut(
+        id=hold.id,
+        payer_id=hold.payer_id,
+        payee_id=hold.payee_id,
+        amount=hold.amount,
+        currency=hold.currency,
+        released_amount=hold.released_amount,
+        refunded_amount=hold.refunded_amount,
+        held_amount=hold.held_amount,
+        reason=HoldReason(hold.reason),
+        status=HoldStatus(hold.status),
+        release_at=hold.release_at,
+        dispute_reason=hold.dispute_reason,
+        required_approvals=hold.required_approvals,
+        approvals=list(hold.approvals),
+        placement_id=hold.placement_id,
+        metadata=hold.metadata_,
+        released_at=hold.released_at,
+        cancelled_at=hold.cancelled_at,
+        created_at=hold.created_at,
+        updated_at=hold.updated_at,
+        workflow_id=workflow_id(hold.id),
+    )
+
+
+def hold_workflow(hold: EscrowHold, settings: Settings) -> WorkflowStart:
+    return WorkflowStart(
+        workflow="EscrowHold",
+        id=workflow_id(hold.id),
+        arg=EscrowHoldInput(hold_id=hold.id, release_at=hold.release_at),
+        task_queue=settings.task_queue,
+    )
+
+
+class HoldFilters(BaseModel):
+    status: HoldStatus | None
+    payee_id: str | None
+    payer_id: str | None
+    due_before: datetime | None
+
+
+def hold_filters(
+    status: HoldStatus | None = None,
+    payee_id: Annotated[str | None, Query(max_length=200)] = None,
+    payer_id: Annotated[str | None, Query(max_length=200)] = None,
+    due_before: Annotated[
+        AwareDatetime | None, Query(description="Release date before this instant")
+    ] = None,
+) -> HoldFilters:
+    return HoldFilters(status=status, payee_id=payee_id, payer_id=payer_id, due_before=due_before)
+
+
+Filters = Annotated[HoldFilters, Depends(hold_filters)]
+
+
+def _matches(hold: EscrowHold, filters: HoldFilters) -> bool:
+    return (
+        (filters.status is None or hold.status == filters.status.value)
+        and (filters.payee_id is None or hold.payee_id == filters.payee_id)
+        and (filters.payer_id is None or hold.payer_id == filters.payer_id)
+        and (filters.due_before is None or hold.release_at < filters.due_before)
+    )
+
+
+async def _list(
+    session: AsyncSession, filters: HoldFilters, limit: int, starting_after: uuid.UUID | None
+) -> Sequence[EscrowHold]:
+    return await escrow.list_holds(
+        session,
+        limit=limit,
+        starting_after=starting_after,
+        status=filters.status.value if filters.status else None,
+        payee_id=filters.payee_id,
+        payer_id=filters.payer_id,
+        due_before=filters.due_before,
+    )
+
+
+@router.get("")
+async def list_holds(
+    session: Session,
+    _: Admin,
+    params: Annotated[PageParams, Depends(page_params)],
+    filters: Filters,
+    hold_id: Annotated[uuid.UUID | None, Query(alias="id", description="Exact id")] = None,
+) -> Page[HoldOut]:
+    """Newest first."""
+    if hold_id is not None:
+        found = await session.get(EscrowHold, hold_id)
+        rows = [found] if found is not None and _matches(found, filters) else []
+    else:
+        rows = list(await _list(session, filters, params.limit, uuid_cursor(params.starting_after)))
+    return paginate(rows, params.limit, hold_out, lambda item: item.id)
+
+
+class HoldStats(BaseModel):
+    object: str = "escrow_hold_stats"
+    count_by_status: dict[str, int]
+    held_by_currency: dict[str, int] = Field(description="Still held, active or partly released")
+    due_for_release: int = Field(description="Holding holds whose release date has passed")
+    released_today: int = Field(description="Releases since midnight UTC")
+
+
+@router.get("/stats")
+async def hold_stats(session: Session, _: Admin) -> HoldStats:
+    return HoldStats(**await escrow.stats(session, now=datetime.now(UTC)))
+
+
+T = TypeVar("T")
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    # A spreadsheet would run text starting like this as a formula (CSV injection).
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
+
+
+def csv_export(
+    request: Request,
+    filename: str,
+    header: Sequence[str],
+    fetch: Callable[[AsyncSession, int, uuid.UUID | None], Awaitable[Sequence[T]]],
+    row: Callable[[T], tuple[Any, ...]],
+    key: Callable[[T], uuid.UUID],
+) -> StreamingResponse:
+    """Stream every row ``fetch(session, limit, starting_after)`` pages through, in a
+    transaction of its own: the request's ends before the body is sent."""
+
+    async def lines() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        async with request.app.state.sessionmaker() as session, session.begin():
+            after: uuid.UUID | None = None
+            while True:
+                rows = await fetch(session, EXPORT_PAGE, after)
+                page = rows[:EXPORT_PAGE]
+                writer.writerows(tuple(_cell(value) for value in row(item)) for item in page)
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+                if len(rows) <= EXPORT_PAGE:
+                    return
+                after = key(page[-1])
+
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+HOLD_COLUMNS = (
+    "id",
+    "payer_id",
+    "payee_id",
+    "amount",
+    "currency",
+    "released_amount",
+    "refunded_amount",
+    "held_amount",
+    "reason",
+    "status",
+    "release_at",
+    "dispute_reason",
+    "required_approvals",
+    "approvals",
+    "placement_id",
+    "created_at",
+    "released_at",
+    "cancelled_at",
+)
+
+
+def _hold_row(hold: EscrowHold) -> tuple[Any, ...]:
+    view = hold_out(hold).model_dump()
+    view["approvals"] = ";".join(hold.approvals)
+    return tuple(view[column] for column in HOLD_COLUMNS)
+
+
+@router.get(
+    "/export.csv", response_class=StreamingResponse, responses={200: {"content": {"text/csv": {}}}}
+)
+async def export_holds(request: Request, _: Admin, filters: Filters) -> StreamingResponse:
+    """Every hold matching the filters, newest first, with a header row."""
+
+    async def fetch(
+        session: AsyncSession, limit: int, after: uuid.UUID | None
+    ) -> Sequence[EscrowHold]:
+        return await _list(session, filters, limit, after)
+
+    return csv_export(request, "escrow-holds.csv", HOLD_COLUMNS, fetch, _hold_row, lambda h: h.id)
+
+
+@router.post("", status_code=201)
+async def create_hold(
+    body: HoldIn, request: Request, session: Session, actor: PlatformAdmin, settings: AppSettings
+) -> HoldOut:
+    """Fund the hold from the payer's account and start its workflow once committed."""
+    hold = await escrow.create_hold(
+        session,
+        payer_id=body.payer_id,
+        payee_id=body.payee_id,
+        money=money(body.amount, body.currency),
+        reason=body.reason,
+        release_at=body.release_at,
+        actor=actor,
+        required_approvals=body.required_approvals,
+        placement_id=body.placement_id,
+        metadata=body.metadata,
+    )
+    start_after_commit(request, hold_workflow(hold, settings))
+    return hold_out(hold)
+
+
+@router.get("/{hold_id}")
+async def get_hold(hold_id: uuid.UUID, session: Session, _: Admin) -> HoldOut:
+    return hold_out(await escrow.get(session, hold_id))
+
+
+async def _holding(session: AsyncSession, hold_id: uuid.UUID) -> EscrowHold:
+    """The hold, if money is still held (only then does its workflow take signals)."""
+    hold = await escrow.get(session, hold_id)
+    check_holding(HoldStatus(hold.status))
+    return hold
+
+
+def _check_release(hold: EscrowHold, amount: int | None) -> None:
+    """The service's release rules, checked before the workflow is asked."""
+    check_holding(HoldStatus(hold.status))
+    if amount is not None and not 1 <= amount <= hold.held_amount:
+        raise ValidationError(
+            f"a release moves 1 to {hold.held_amount} (what is still held), not {amount}",
+            param="amount",
+        )
+    escrow.check_releasable(hold)
+
+
+async def _release(
+    request: Request, hold: EscrowHold, amount: int | None, actor: Actor, settings: Settings
+) -> None:
+    _check_release(hold, amount)
+    start = hold_workflow(hold, settings)
+    if amount is None:
+        await signal(request, start, "release_now", HoldSignal(by=actor.id))
+    else:
+        await signal(request, start, "release_partial", ReleasePartial(amount=amount, by=actor.id))
+
+
+class ReleaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Amount | None = Field(None, description="Part of what is held; default: all of it")
+
+
+@router.post("/{hold_id}/release", status_code=202)
+async def release_hold(
+    hold_id: uuid.UUID,
+    request: Request,
+    session: Session,
+    actor: PlatformAdmin,
+    settings: AppSettings,
+    body: ReleaseIn | None = None,
+) -> HoldOut:
+    """Release all that is held, or ``amount`` of it, to the payee now."""
+    hold = await escrow.get(session, hold_id)
+    await _release(request, hold, body.amount if body else None, actor, settings)
+    return hold_out(hold)
+
+
+class BulkReleaseIn(BaseModel):
+    ids: list[BulkId] = Field(min_length=1, max_length=BULK_MAX)
+
+
+@router.post("/bulk-release")
+async def bulk_release(
+    body: BulkReleaseIn,
+    request: Request,
+    session: Session,
+    actor: PlatformAdmin,
+    settings: AppSettings,
+) -> BulkOut:
+    """Release each hold in full; every id gets its own result."""
+
+    async def one(hold_id: uuid.UUID) -> None:
+        await _release(request, await escrow.get(session, hold_id), None, actor, settings)
+
+    return await run_bulk(body.ids, one)
+
+
+class ExtendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    release_at: AwareDatetime = Field(description="Later than the current release date")
+
+
+async def _extend(
+    hold_id: uuid.UUID,
+    body: ExtendIn,
+    request: Request,
+    session: AsyncSession,
+    actor: Actor,
+    settings: Settings,
+) -> HoldOut:
+    hold = await _holding(session, hold_id)
+    if body.release_at <= hold.release_at:
+        raise ValidationError(
+            f"extend moves the release later than {hold.release_at.isoformat()}",
+            param="release_at",
+        )
+    extend = ExtendHold(release_at=body.release_at, by=actor.id)
+    await signal(request, hold_workflow(hold, settings), "extend", extend)
+    return hold_out(hold)
+
+
+@router.patch("/{hold_id}", status_code=202)
+async def update_hold(
+    hold_id: uuid.UUID,
+    body: ExtendIn,
+    request: Request,
+    session: Session,
+    actor: PlatformAdmin,
+    settings: AppSettings,
+) -> HoldOut:
+    """Only ``release_at`` changes, and only later (an earlier release is ``release``)."""
+    return await _extend(hold_id, body, request, session, actor, settings)
+
+
+@router.post("/{hold_id}/extend", status_code=202)
+async def extend_hold(
+    hold_id: uuid.UUID,
+    body: ExtendIn,
+    request: Request,
+    session: Session,
+    actor: PlatformAdmin,
+    settings: AppSettings,
+) -> HoldOut:
+    return await _extend(hold_id, body, request, session, actor, settings)
+
+
+@router.delete("/{hold_id}", status_code=202)
+async def cancel_hold(
+    hold_id: uuid.UUID,
+    request: Request,
+    session: Session,
+    actor: PlatformAdmin,
+    settings: AppSettings,
+) -> HoldOut:
+    """Cancel the hold: what is still held goes back to the payer."""
+    hold = await _holding(session, hold_id)
+    await signal(request, hold_workflow(hold, settings), "cancel", HoldSignal(by=actor.id))
+    return hold_out(hold)
+
+
+@router.post("/{hold_id}/refund", status_code=202)
+async def refund_hold(
+    hold_id: uuid.UUID,
+    request: Request,
+    session: Session,
+    actor: PlatformAdmin,
+    settings: AppSettings,
+) -> HoldOut:
+    """Return what is still held to the payer."""
+    hold = await _holding(session, hold_id)
+    await signal(request, hold_workflow(hold, settings), "refund_to_payer", HoldSignal(by=actor.id))
+    return hold_out(hold)
+
+
+class DisputeIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
+
+
+@router.post("/{hold_id}/dispute", status_code=202)
+async def dispute_hold(
+    hold_id: uuid.UUID,
+    body: DisputeIn,
+    request: Request,
+    session: Session,
+    actor: PlatformAdmin,
+    settings: AppSettings,
+) -> HoldOut:
+    """Stop the release until ``resolve``."""
+    hold = await _holding(session, hold_id)
+    dispute = DisputeHold(reason=body.reason.strip(), by=actor.id)
+    await signal(request, hold_workflow(hold, settings), "dispute", dispute)
+    return hold_out(hold)
+
+
+@router.post("/{hold_id}/resolve", status_code=202)
+async def resolve_hold(
+    hold_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    session: Session,
+    actor: PlatformAdmin,
+    settings: AppSettings,
+) -> HoldOut:
+    """Lift the dispute; a hold that is not disputed is answered 200 as it is."""
+    hold = await _holding(session, hold_id)
+    if hold.dispute_reason is None:
+        response.status_code = 200
+    else:
+        await signal(request, hold_workflow(hold, settings), "resolve", HoldSignal(by=actor.id))
+    return hold_out(hold)
+
+
+@router.post("/{hold_id}/approve", status_code=202)
+async def approve_hold(
+    hold_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    session: Session,
+    actor: PlatformAdmin,
+    settings: AppSettings,
+) -> HoldOut:
+    """Approve the release as the caller; approvals count distinct approvers, so approving
+    twice is answered 200 as it is."""
+    hold = await _holding(session, hold_id)
+    if actor.id in hold.approvals:
+        response.status_code = 200
+    else:
+        approve = ApproveHold(approver=actor.id)
+        await signal(request, hold_workflow(hold, settings), "approve", approve)
+    return hold_out(hold)
