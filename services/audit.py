@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -47,8 +48,12 @@ async def list_events(
     entity_type: str | None = None,
     entity_id: str | None = None,
     action: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Sequence[AuditEvent]:
-    """Newest first; ``limit + 1`` rows are fetched so callers can tell ``has_more``."""
+    """Newest first; ``limit + 1`` rows are fetched so callers can tell ``has_more``.
+    ``since`` is inclusive, ``until`` exclusive."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit + 1)
     if starting_after is not None:
         query = query.where(AuditEvent.id < starting_after)
@@ -58,4 +63,10 @@ async def list_events(
         query = query.where(AuditEvent.entity_id == entity_id)
     if action:
         query = query.where(AuditEvent.action == action)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if since is not None:
+        query = query.where(AuditEvent.occurred_at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.occurred_at < until)
     return (await session.scalars(query)).all()

@@ -4,13 +4,12 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
 
 from api.deps import Admin, Session
 from api.pagination import Page, PageParams, int_cursor, page_params, paginate
 from api.routers.audit import AuditEventOut, event_out
 from domain.errors import ValidationError
-from models.audit import AuditEvent
+from services import audit
 
 router = APIRouter(prefix="/audit-log", tags=["audit"])
 
@@ -50,27 +49,16 @@ async def list_audit_log(
         str | None, Query(alias="occurred[lt]", max_length=40, description=BOUND)
     ] = None,
 ) -> Page[AuditEventOut]:
-    """Newest first. ``actor`` is who acted (a token's subject, or ``system``).
-
-    The query is here rather than in ``services.audit.list_events``, which cannot filter by
-    actor or time yet."""
-    since = _instant(occurred_gte, "occurred[gte]")
-    until = _instant(occurred_lt, "occurred[lt]")
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(params.limit + 1)
-    starting_after = int_cursor(params.starting_after, "an audit event id")
-    if starting_after is not None:
-        query = query.where(AuditEvent.id < starting_after)
-    for column, value in (
-        (AuditEvent.action, action),
-        (AuditEvent.entity_type, entity_type),
-        (AuditEvent.entity_id, entity_id),
-        (AuditEvent.actor, actor),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    if since is not None:
-        query = query.where(AuditEvent.occurred_at >= since)
-    if until is not None:
-        query = query.where(AuditEvent.occurred_at < until)
-    rows = (await session.scalars(query)).all()
+    """Newest first. ``actor`` is who acted (a token's subject, or ``system``)."""
+    rows = await audit.list_events(
+        session,
+        limit=params.limit,
+        starting_after=int_cursor(params.starting_after, "an audit event id"),
+        entity_type=entity_type,
+        entity_id=entity_id,
+        action=action,
+        actor=actor,
+        since=_instant(occurred_gte, "occurred[gte]"),
+        until=_instant(occurred_lt, "occurred[lt]"),
+    )
     return paginate(rows, params.limit, event_out, lambda item: item.id)
