@@ -1,0 +1,69 @@
+"""The daily safety net starts the workflow of every hold still holding money and every open
+payout schedule whose workflow is missing, and leaves running ones alone."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+
+from activities.recovery import RecoveryActivities
+from domain.actors import SYSTEM
+from domain.escrow import HoldReason, TriggerEvent
+from domain.money import Money
+from services import escrow, payouts
+from workflows.types import RecoveryInput
+
+pytestmark = pytest.mark.integration
+
+
+async def test_missing_workflows_are_started_once(
+    local_temporal: WorkflowEnvironment, db: async_sessionmaker[AsyncSession]
+) -> None:
+    later = datetime.now(UTC) + timedelta(days=30)
+    async with db() as session, session.begin():
+        hold = await escrow.create_hold(
+            session,
+            payer_id="buyer-1",
+            payee_id="seller-1",
+            money=Money(5000, "USD"),
+            reason=HoldReason.OTHER,
+            release_at=later,
+            actor=SYSTEM,
+        )
+        schedule = await payouts.create_schedule(
+            session,
+            payee_id="seller-1",
+            destination="acct_seller1",
+            money=Money(5000, "USD"),
+            trigger_event=TriggerEvent.MANUAL,
+            scheduled_for=later,
+            actor=SYSTEM,
+        )
+        settled = await escrow.create_hold(
+            session,
+            payer_id="buyer-2",
+            payee_id="seller-2",
+            money=Money(100, "USD"),
+            reason=HoldReason.OTHER,
+            release_at=later,
+            actor=SYSTEM,
+        )
+        await escrow.give_back(session, settled.id, key="settled", actor=SYSTEM, cancel=True)
+    # Nobody polls this queue: the test looks at what was started, not at it running.
+    request = RecoveryInput(task_queue=f"recovery-{uuid.uuid4()}", stripe_task_queue="unused")
+    recovery = RecoveryActivities(db, local_temporal.client)
+
+    first = await ActivityEnvironment().run(recovery.restart_missing_workflows, request)
+    second = await ActivityEnvironment().run(recovery.restart_missing_workflows, request)
+
+    assert (first.restarted_holds, first.restarted_payouts) == (1, 1)
+    assert (second.restarted_holds, second.restarted_payouts) == (0, 0)
+    client = local_temporal.client
+    for workflow_id in (f"escrow-hold-{hold.id}", f"payout-schedule-{schedule.id}"):
+        described = await client.get_workflow_handle(workflow_id).describe()
+        assert described.status is WorkflowExecutionStatus.RUNNING
+        assert described.task_queue == request.task_queue
+        await client.get_workflow_handle(workflow_id).terminate("test over")
