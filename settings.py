@@ -125,6 +125,15 @@ class Settings(BaseSettings):
 
     # Worker
     worker_metrics_port: int = Field(9464, description="Prometheus port of the worker (0: off)")
+    worker_sync_schedules: bool = Field(
+        True,
+        description="Sync the Temporal Schedules at start (off for workers on other queues)",
+    )
+    worker_max_cached_workflows: int = Field(
+        10_000,
+        ge=0,
+        description="Workflows a worker keeps in memory; past it each task replays history",
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

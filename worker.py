@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import SecretStr
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import schedules
 from activities.anchoring import AnchorBatchActivities, AnchorChainActivities
@@ -33,6 +34,12 @@ from workflows.recovery import RestartMissingWorkflowsWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow, TicketWorkflow
 
 log = logging.getLogger("tollgate.worker")
+
+# Each new workflow instance re-imports its modules in the sandbox; pydantic and our types
+# (immutable class definitions) are shared instead: most of a cold start was building them.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic", "workflows.types")
+)
 
 WORKFLOWS: Sequence[type] = (
     PurgeExpiredIdempotencyKeysWorkflow,
@@ -127,13 +134,17 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     )
     if added:
         log.info("registered search attributes %s", ", ".join(added))
-    log.info("schedules: %s", await schedules.sync(client, settings))
+    if settings.worker_sync_schedules:
+        log.info("schedules: %s", await schedules.sync(client, settings))
     engine = make_engine(settings.sqlalchemy_url)
     sessionmaker = make_sessionmaker(engine)
     worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
+        # Thousands of holds wake at once: evicted workflows would replay their histories.
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[
             *activities(sessionmaker, settings),
             # Starts workflows, so it needs the client, unlike the database steps.

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.errors import business_errors
+from activities.heartbeat import heartbeating
 from domain.actors import Actor, Role
 from domain.errors import Conflict
 from domain.escrow import PayoutStatus
@@ -128,16 +129,20 @@ class StripeTransferActivities:
                     status=schedule.status,
                 )
             try:
-                transfer_id = await create_transfer(
-                    self.stripe_client,
-                    amount=schedule.amount,
-                    currency=schedule.currency,
-                    destination=schedule.destination,
-                    idempotency_key=payouts.idempotency_key(schedule),
-                    metadata={
-                        "payout_schedule_id": str(schedule.id),
-                        "run_number": str(schedule.run_number),
-                    },
+                # Heartbeats while Stripe answers: a worker killed meanwhile is noticed after
+                # the heartbeat timeout, and the retry replays the transfer under the same key.
+                transfer_id = await heartbeating(
+                    create_transfer(
+                        self.stripe_client,
+                        amount=schedule.amount,
+                        currency=schedule.currency,
+                        destination=schedule.destination,
+                        idempotency_key=payouts.idempotency_key(schedule),
+                        metadata={
+                            "payout_schedule_id": str(schedule.id),
+                            "run_number": str(schedule.run_number),
+                        },
+                    )
                 )
             except Exception as failed:
                 await self.database.record_attempt_failure(

@@ -2,13 +2,14 @@
 
 import asyncio
 
-from benchmarks import anchoring, ledger, tickets
+from benchmarks import anchoring, escrow, ledger, tickets
 
 
 def main() -> None:
     asyncio.run(ledger.main())
     tickets.main()
     anchoring.main()
+    escrow.main()
 
 
 if __name__ == "__main__":

@@ -134,6 +134,8 @@ class PayoutScheduleWorkflow:
                     PayOutInput(schedule_id=schedule_id),
                     task_queue=self._schedule.stripe_task_queue,
                     start_to_close_timeout=TRANSFER_TIMEOUT,
+                    # pay_out heartbeats every 2 s: a dead worker is noticed within seconds.
+                    heartbeat_timeout=timedelta(seconds=10),
                     retry_policy=RetryPolicy(
                         initial_interval=timedelta(seconds=self._schedule.backoff_seconds),
                         backoff_coefficient=2.0,
