@@ -18,7 +18,7 @@ from domain.escrow import HoldReason, HoldStatus, check_holding
 from domain.ledger import AccountType, transfer
 from domain.money import Money
 from models.escrow import EscrowHold, EscrowMovement
-from services import audit, ledger, outbox
+from services import ledger, outbox
 
 ESCROW_ACCOUNT = "escrow"
 
@@ -54,27 +54,17 @@ async def _changed(
     event: bool = False,
     metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Flush, audit ``escrow_hold.<action>``, and with ``event`` put it in the outbox."""
-    await session.flush()
-    after = hold_view(hold)
-    await audit.record(
+    await outbox.record_change(
         session,
-        action=f"escrow_hold.{action}",
         entity_type="escrow_hold",
         entity_id=hold.id,
+        action=action,
         actor=actor,
         before=before,
-        after=after,
+        after=hold_view(hold),
+        announce=event,
         metadata=metadata,
     )
-    if event:
-        await outbox.emit(
-            session,
-            f"escrow_hold.{action}",
-            entity_type="escrow_hold",
-            entity_id=str(hold.id),
-            payload={"id": str(hold.id), **after, **(metadata or {})},
-        )
 
 
 async def _ensure_accounts(session: AsyncSession, hold: EscrowHold, actor: Actor) -> None:

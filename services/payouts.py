@@ -18,7 +18,7 @@ from domain.escrow import PayoutStatus, TriggerEvent, check_payout_move
 from domain.ledger import AccountType, transfer
 from domain.money import Money
 from models.escrow import Payout, PayoutSchedule
-from services import audit, ledger, outbox
+from services import ledger, outbox
 from services.escrow import payee_account
 
 STRIPE_ACCOUNT = "stripe:transfers"
@@ -55,26 +55,18 @@ async def _changed(
     event: bool = True,
     metadata: dict[str, Any] | None = None,
 ) -> None:
-    await session.flush()
-    after = schedule_view(schedule)
-    await audit.record(
+    await outbox.record_change(
         session,
-        action=f"payout_schedule.{action}",
         entity_type="payout_schedule",
         entity_id=schedule.id,
+        action=action,
         actor=actor,
         before=before,
-        after=after,
+        after=schedule_view(schedule),
+        announce=event,
         metadata=metadata,
+        payload={"payee_id": schedule.payee_id},
     )
-    if event:
-        await outbox.emit(
-            session,
-            f"payout_schedule.{action}",
-            entity_type="payout_schedule",
-            entity_id=str(schedule.id),
-            payload={"id": str(schedule.id), "payee_id": schedule.payee_id, **after},
-        )
 
 
 async def create_schedule(
