@@ -4,7 +4,6 @@ the serialized sender."""
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -132,7 +131,7 @@ class AnchorChainActivities:
     async def _already_anchored(self, batch_id: int, root: bytes) -> str | None:
         """The transaction that already anchored this batch (our own, its record lost);
         ``ChainRefused`` if the chain holds another root for this batch id."""
-        on_chain = await _thread(self.contract.batch_root, batch_id)
+        on_chain = await asyncio.to_thread(self.contract.batch_root, batch_id)
         if on_chain == ZERO_ROOT:
             return None
         if on_chain != root:
@@ -141,7 +140,7 @@ class AnchorChainActivities:
                 f"(0x{on_chain.hex()}): the database and the chain disagree",
                 code="batch_id_taken",
             )
-        event = await _thread(self.contract.find_anchoring, batch_id)
+        event = await asyncio.to_thread(self.contract.find_anchoring, batch_id)
         if event is None:
             raise ChainRefused(f"batch {batch_id} is anchored but its event is not found")
         return event.tx_hash
@@ -184,7 +183,3 @@ class AnchorChainActivities:
             confirmations=status.confirmations,
             block_number=status.block_number,
         )
-
-
-async def _thread(fn: Any, *args: object) -> Any:
-    return await asyncio.to_thread(fn, *args)

@@ -20,7 +20,8 @@ class EarlyAnchoring:
 
     The Schedule skips a trigger while a run is in progress (that run keeps batching until
     nothing waits), and at most one check runs at a time per API process, at most every
-    ``min_interval`` seconds once it has triggered.
+    ``min_interval`` seconds once it has triggered. Issuing tickets counts the waiting ones at
+    most every ``check_interval`` seconds: a busy API need not count after every ticket.
     """
 
     def __init__(
@@ -30,6 +31,7 @@ class EarlyAnchoring:
         *,
         batch_size: int,
         min_interval: float = 10.0,
+        check_interval: float = 1.0,
         schedule_id: str = ANCHORING_SCHEDULE,
     ) -> None:
         self.sessionmaker = sessionmaker
@@ -37,11 +39,15 @@ class EarlyAnchoring:
         self.temporal = temporal
         self.batch_size = batch_size
         self.min_interval = min_interval
+        self.check_interval = check_interval
+        self._checked_at = float("-inf")
         self._checking = False
         self._triggered_at = float("-inf")
 
     async def tickets_issued(self) -> None:
-        await self.check()
+        if time.monotonic() - self._checked_at >= self.check_interval:
+            self._checked_at = time.monotonic()
+            await self.check()
 
     async def check(self) -> bool:
         """Whether it triggered a run."""

@@ -10,7 +10,6 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from integrations.chain import contract, provider_errors
-from integrations.chain_transactions import to_hex
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,6 @@ def _anchored(event: Any) -> AnchoredEvent:
         root=bytes(event["args"]["root"]),
         leaf_count=int(event["args"]["leafCount"]),
         anchored_at=int(event["args"]["anchoredAt"]),
-        tx_hash=to_hex(event["transactionHash"]),
+        tx_hash=Web3.to_hex(event["transactionHash"]),
         block_number=int(event["blockNumber"]),
     )

@@ -138,7 +138,7 @@ class ChainClient:
             "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
         }
         signed = self._account.sign_transaction(tx)
-        return Signed(raw=bytes(signed.raw_transaction), tx_hash=to_hex(signed.hash))
+        return Signed(raw=bytes(signed.raw_transaction), tx_hash=Web3.to_hex(signed.hash))
 
     def broadcast(self, raw: bytes) -> None:
         """Sends ``raw``; a node that already has it is fine (re-sending is how drops heal)."""
@@ -165,7 +165,7 @@ class ChainClient:
             tx_hash=tx_hash,
             succeeded=found["status"] == 1,
             block_number=int(found["blockNumber"]),
-            block_hash=to_hex(found["blockHash"]),
+            block_hash=Web3.to_hex(found["blockHash"]),
             gas_used=int(found["gasUsed"]),
         )
 
@@ -176,8 +176,3 @@ class ChainClient:
                 return self.w3.eth.get_transaction(HexBytes(tx_hash)) is not None
             except TransactionNotFound:
                 return False
-
-
-def to_hex(value: bytes) -> str:
-    """``0x``-prefixed lowercase hex, whatever web3 version's HexBytes formatting."""
-    return "0x" + bytes(value).hex()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import Actor
@@ -164,27 +164,14 @@ async def release(
     key: str,
     actor: Actor,
     amount: int | None = None,
-    ignore_conditions: bool = False,
 ) -> Moved:
-    """Release ``amount`` (default: all still held) to the payee, once per ``key``.
-
-    A disputed hold, or one short of its required approvals, is refused unless
-    ``ignore_conditions`` (an admin's explicit override is not one: only ``resolve`` and
-    ``approve`` lift them).
-    """
+    """Release ``amount`` (default: all still held) to the payee, once per ``key``."""
     hold = await get(session, hold_id, for_update=True)
     previous = await _previous_move(session, hold, key, ("release",))
     if previous is not None:
         return Moved(hold, previous.amount, repeated=True)
-    check_holding(HoldStatus(hold.status))
-    if not ignore_conditions:
-        check_releasable(hold)
+    check_release(hold, amount)
     moved = hold.held_amount if amount is None else amount
-    if moved <= 0 or moved > hold.held_amount:
-        raise ValidationError(
-            f"a release moves 1 to {hold.held_amount} (what is still held), not {moved}",
-            param="amount",
-        )
     before = hold_view(hold)
     await _move(session, hold, key, "release", moved, actor)
     hold.released_amount += moved
@@ -203,6 +190,19 @@ async def release(
         metadata={"released": moved},
     )
     return Moved(hold, moved, repeated=False)
+
+
+def check_release(hold: EscrowHold, amount: int | None) -> None:
+    """A release of ``amount`` (None: all still held) is allowed now: money is held, the
+    amount is within it, and no dispute or missing approval stands in the way (only
+    ``resolve`` and ``approve`` lift those)."""
+    check_holding(HoldStatus(hold.status))
+    if amount is not None and not 1 <= amount <= hold.held_amount:
+        raise ValidationError(
+            f"a release moves 1 to {hold.held_amount} (what is still held), not {amount}",
+            param="amount",
+        )
+    check_releasable(hold)
 
 
 def check_releasable(hold: EscrowHold) -> None:
@@ -274,6 +274,15 @@ async def extend(
 ) -> EscrowHold:
     """Move the release date later; an earlier date is what ``release_now`` is for."""
     hold = await get(session, hold_id, for_update=True)
+    check_extend(hold, release_at)
+    before = hold_view(hold)
+    hold.release_at = release_at
+    await _changed(session, hold, "extended", actor=actor, before=before)
+    return hold
+
+
+def check_extend(hold: EscrowHold, release_at: datetime) -> None:
+    """``release_at`` may replace the hold's date: money is held and the date is later."""
     check_holding(HoldStatus(hold.status))
     if release_at.tzinfo is None:
         raise ValidationError("release_at needs a time zone", param="release_at")
@@ -282,10 +291,6 @@ async def extend(
             f"extend moves the release later than {hold.release_at.isoformat()}",
             param="release_at",
         )
-    before = hold_view(hold)
-    hold.release_at = release_at
-    await _changed(session, hold, "extended", actor=actor, before=before)
-    return hold
 
 
 async def dispute(
@@ -332,6 +337,7 @@ async def list_holds(
     *,
     limit: int,
     starting_after: uuid.UUID | None = None,
+    hold_id: uuid.UUID | None = None,
     status: str | None = None,
     payee_id: str | None = None,
     payer_id: str | None = None,
@@ -342,8 +348,10 @@ async def list_holds(
     if starting_after is not None:
         anchor = await get(session, starting_after)
         query = query.where(
-            (EscrowHold.created_at, EscrowHold.id) < (anchor.created_at, anchor.id)  # type: ignore[operator]
+            tuple_(EscrowHold.created_at, EscrowHold.id) < tuple_(anchor.created_at, anchor.id)
         )
+    if hold_id is not None:
+        query = query.where(EscrowHold.id == hold_id)
     if status:
         query = query.where(EscrowHold.status == status)
     if payee_id:
@@ -380,10 +388,10 @@ async def stats(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
         )
     )
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    released_today = await session.execute(
-        select(EscrowMovement.kind, func.count(), func.sum(EscrowMovement.amount))
-        .where(EscrowMovement.created_at >= day_start, EscrowMovement.kind == "release")
-        .group_by(EscrowMovement.kind)
+    released_today = await session.scalar(
+        select(func.count()).where(
+            EscrowMovement.created_at >= day_start, EscrowMovement.kind == "release"
+        )
     )
     counts: dict[str, int] = {}
     held: dict[str, int] = {}
@@ -391,10 +399,9 @@ async def stats(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
         counts[status] = counts.get(status, 0) + int(count)
         if status in (HoldStatus.ACTIVE.value, HoldStatus.PARTIALLY_RELEASED.value):
             held[currency] = held.get(currency, 0) + int(amount or 0)
-    today = released_today.first()
     return {
         "count_by_status": counts,
         "held_by_currency": held,
         "due_for_release": int(due or 0),
-        "released_today": int(today[1]) if today else 0,
+        "released_today": int(released_today or 0),
     }

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import Actor
@@ -306,6 +306,7 @@ async def list_schedules(
     *,
     limit: int,
     starting_after: uuid.UUID | None = None,
+    schedule_id: uuid.UUID | None = None,
     status: str | None = None,
     payee_id: str | None = None,
     trigger_event: str | None = None,
@@ -317,8 +318,11 @@ async def list_schedules(
     if starting_after is not None:
         anchor = await get(session, starting_after)
         query = query.where(
-            (PayoutSchedule.created_at, PayoutSchedule.id) < (anchor.created_at, anchor.id)  # type: ignore[operator]
+            tuple_(PayoutSchedule.created_at, PayoutSchedule.id)
+            < tuple_(anchor.created_at, anchor.id)
         )
+    if schedule_id is not None:
+        query = query.where(PayoutSchedule.id == schedule_id)
     if status:
         query = query.where(PayoutSchedule.status == status)
     if payee_id:

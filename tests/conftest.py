@@ -3,6 +3,7 @@ template, the API in-process, bearer tokens, and the time-skipping Temporal serv
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -95,13 +96,20 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[AsyncClient]:
+@asynccontextmanager
+async def in_process_api(settings: Settings) -> AsyncIterator[AsyncClient]:
+    """The API app with its lifespan, reached in process (no TCP)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = ASGITransport(app=app)
         async with AsyncClient(transport=transport, base_url="http://tollgate.test") as client:
             yield client
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[AsyncClient]:
+    async with in_process_api(settings) as client:
+        yield client
 
 
 TokenFactory = Callable[..., dict[str, str]]

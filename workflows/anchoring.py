@@ -8,9 +8,10 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
+from workflows.failures import reason
 from workflows.types import (
     AnchoredBatch,
     AnchorRunInput,
@@ -56,13 +57,6 @@ def _chain(task_queue: str) -> dict[str, Any]:
     }
 
 
-def _reason(error: ActivityError) -> str:
-    cause = error.cause
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type}: {cause.message}"
-    return str(cause or error)
-
-
 @workflow.defn(name="AnchorTickets")
 class AnchorTicketsWorkflow:
     def __init__(self) -> None:
@@ -104,7 +98,7 @@ class AnchorTicketsWorkflow:
                 **_chain(request.chain_task_queue),
             )
         except ActivityError as failed:
-            error = _reason(failed)
+            error = reason(failed)
             await workflow.execute_activity_method(
                 AnchorBatchActivities.fail_anchor_batch,
                 FailBatchInput(batch_id=batch_id, error=error),
@@ -136,7 +130,7 @@ class AnchorTicketsWorkflow:
                     **_chain(request.chain_task_queue),
                 )
             except ActivityError as failed:
-                return CheckBatchResult(status="SUBMITTED", error=_reason(failed))
+                return CheckBatchResult(status="SUBMITTED", error=reason(failed))
             if check.status != "SUBMITTED" or workflow.now() >= deadline:
                 return check
             await workflow.sleep(timedelta(seconds=request.poll_seconds))

@@ -9,9 +9,11 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
+from domain.escrow import HOLDING
 from workflows import search_attributes as sa
+from workflows.failures import reason
 from workflows.types import (
     ApproveHold,
     DisputeHold,
@@ -43,7 +45,6 @@ DATABASE: dict[str, Any] = {
         non_retryable_error_types=["NotFound", "Conflict", "ValidationError"],
     ),
 }
-HOLDING = frozenset({"active", "partially_released"})
 # The actor of the release the date triggers (operators' signals carry their own).
 SCHEDULE_ACTOR = "escrow-release-schedule"
 
@@ -57,13 +58,6 @@ class _Step:
     what: str
     activity: EscrowStep
     request: BaseModel
-
-
-def _reason(error: ActivityError) -> str:
-    cause = error.cause
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type}: {cause.message}"
-    return str(cause or error)
 
 
 @workflow.defn(name="EscrowHold")
@@ -119,7 +113,7 @@ class EscrowHoldWorkflow:
             state = await workflow.execute_activity_method(step.activity, step.request, **DATABASE)
         except ActivityError as refused:
             workflow.logger.warning(
-                "escrow hold %s: %s refused: %s", self._hold.hold_id, step.what, _reason(refused)
+                "escrow hold %s: %s refused: %s", self._hold.hold_id, step.what, reason(refused)
             )
             state = await workflow.execute_activity_method(
                 EscrowActivities.load, EscrowLoadInput(hold_id=self._hold.hold_id), **DATABASE

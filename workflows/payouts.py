@@ -11,6 +11,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes as sa
+from workflows.failures import reason
 from workflows.types import (
     CancelPayout,
     PayoutCancelInput,
@@ -47,13 +48,6 @@ SCHEDULE_ACTOR = "payout-schedule"
 MANUAL = "manual"
 
 PayoutStep = Callable[[PayoutActivities, Any], Awaitable[PayoutState]]
-
-
-def _reason(error: ActivityError) -> str:
-    cause = error.cause
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type}: {cause.message}"
-    return str(cause or error)
 
 
 @workflow.defn(name="PayoutSchedule")
@@ -144,7 +138,7 @@ class PayoutScheduleWorkflow:
                     ),
                 )
             except ActivityError as failed:
-                error = _reason(failed)
+                error = reason(failed)
                 workflow.logger.warning("payout schedule %s failed: %s", schedule_id, error)
                 cause = failed.cause
                 await self._step(
@@ -186,7 +180,7 @@ class PayoutScheduleWorkflow:
                 "payout schedule %s: %s refused: %s",
                 self._schedule.schedule_id,
                 type(request).__name__,
-                _reason(refused),
+                reason(refused),
             )
             self._apply(
                 await workflow.execute_activity_method(

@@ -3,19 +3,19 @@
 the API checks them against the service's rules first, so a refused one is a 4xx and nothing
 is sent, then signals the workflow and answers 202 with the hold as it is now."""
 
-import csv
-import io
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.csv_export import csv_export
 from api.deps import Admin, PlatformAdmin, Session, get_settings
+from api.fields import Amount, Currency, Party, PlacementId, money
 from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
 from api.workflow_calls import (
     BULK_MAX,
@@ -27,10 +27,7 @@ from api.workflow_calls import (
     start_after_commit,
 )
 from domain.actors import Actor
-from domain.errors import ValidationError
 from domain.escrow import HoldReason, HoldStatus, check_holding
-from domain.ledger import MAX_POSTING_AMOUNT
-from domain.money import Money
 from models.escrow import EscrowHold
 from services import escrow
 from settings import Settings
@@ -46,25 +43,6 @@ from workflows.types import (
 router = APIRouter(prefix="/escrow-holds", tags=["escrow"])
 
 AppSettings = Annotated[Settings, Depends(get_settings)]
-
-Amount = Annotated[int, Field(ge=1, le=MAX_POSTING_AMOUNT, description="Minor units")]
-Currency = Annotated[str, Field(min_length=3, max_length=8, description="ISO 4217")]
-Party = Annotated[str, Field(min_length=1, max_length=200)]
-PlacementId = Annotated[str, Field(min_length=1, max_length=100)]
-EXPORT_PAGE = 500
-
-
-def money(amount: int, currency: str) -> Money:
-    """The escrow and payout tables keep three-letter codes: a longer one (USDC) is refused
-    here instead of failing in the database."""
-    value = Money(amount, currency)
-    if len(value.currency) != 3:
-        raise ValidationError(
-            f"escrow holds and payouts take three-letter currencies, not {value.currency}",
-            code="invalid_currency",
-            param="currency",
-        )
-    return value
 
 
 class HoldIn(BaseModel):
@@ -164,22 +142,18 @@ def hold_filters(
 Filters = Annotated[HoldFilters, Depends(hold_filters)]
 
 
-def _matches(hold: EscrowHold, filters: HoldFilters) -> bool:
-    return (
-        (filters.status is None or hold.status == filters.status.value)
-        and (filters.payee_id is None or hold.payee_id == filters.payee_id)
-        and (filters.payer_id is None or hold.payer_id == filters.payer_id)
-        and (filters.due_before is None or hold.release_at < filters.due_before)
-    )
-
-
 async def _list(
-    session: AsyncSession, filters: HoldFilters, limit: int, starting_after: uuid.UUID | None
+    session: AsyncSession,
+    filters: HoldFilters,
+    limit: int,
+    starting_after: uuid.UUID | None,
+    hold_id: uuid.UUID | None = None,
 ) -> Sequence[EscrowHold]:
     return await escrow.list_holds(
         session,
         limit=limit,
         starting_after=starting_after,
+        hold_id=hold_id,
         status=filters.status.value if filters.status else None,
         payee_id=filters.payee_id,
         payer_id=filters.payer_id,
@@ -196,11 +170,7 @@ async def list_holds(
     hold_id: Annotated[uuid.UUID | None, Query(alias="id", description="Exact id")] = None,
 ) -> Page[HoldOut]:
     """Newest first."""
-    if hold_id is not None:
-        found = await session.get(EscrowHold, hold_id)
-        rows = [found] if found is not None and _matches(found, filters) else []
-    else:
-        rows = list(await _list(session, filters, params.limit, uuid_cursor(params.starting_after)))
+    rows = await _list(session, filters, params.limit, uuid_cursor(params.starting_after), hold_id)
     return paginate(rows, params.limit, hold_out, lambda item: item.id)
 
 
@@ -215,55 +185,6 @@ class HoldStats(BaseModel):
 @router.get("/stats")
 async def hold_stats(session: Session, _: Admin) -> HoldStats:
     return HoldStats(**await escrow.stats(session, now=datetime.now(UTC)))
-
-
-T = TypeVar("T")
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    # A spreadsheet would run text starting like this as a formula (CSV injection).
-    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
-        return "'" + value
-    return value
-
-
-def csv_export(
-    request: Request,
-    filename: str,
-    header: Sequence[str],
-    fetch: Callable[[AsyncSession, int, uuid.UUID | None], Awaitable[Sequence[T]]],
-    row: Callable[[T], tuple[Any, ...]],
-    key: Callable[[T], uuid.UUID],
-) -> StreamingResponse:
-    """Stream every row ``fetch(session, limit, starting_after)`` pages through, in a
-    transaction of its own: the request's ends before the body is sent."""
-
-    async def lines() -> AsyncIterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(header)
-        async with request.app.state.sessionmaker() as session, session.begin():
-            after: uuid.UUID | None = None
-            while True:
-                rows = await fetch(session, EXPORT_PAGE, after)
-                page = rows[:EXPORT_PAGE]
-                writer.writerows(tuple(_cell(value) for value in row(item)) for item in page)
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-                if len(rows) <= EXPORT_PAGE:
-                    return
-                after = key(page[-1])
-
-    return StreamingResponse(
-        lines(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
 
 
 HOLD_COLUMNS = (
@@ -341,21 +262,11 @@ async def _holding(session: AsyncSession, hold_id: uuid.UUID) -> EscrowHold:
     return hold
 
 
-def _check_release(hold: EscrowHold, amount: int | None) -> None:
-    """The service's release rules, checked before the workflow is asked."""
-    check_holding(HoldStatus(hold.status))
-    if amount is not None and not 1 <= amount <= hold.held_amount:
-        raise ValidationError(
-            f"a release moves 1 to {hold.held_amount} (what is still held), not {amount}",
-            param="amount",
-        )
-    escrow.check_releasable(hold)
-
-
 async def _release(
     request: Request, hold: EscrowHold, amount: int | None, actor: Actor, settings: Settings
 ) -> None:
-    _check_release(hold, amount)
+    # The service's rules, checked before the workflow is asked.
+    escrow.check_release(hold, amount)
     start = hold_workflow(hold, settings)
     if amount is None:
         await signal(request, start, "release_now", HoldSignal(by=actor.id))
@@ -410,38 +321,7 @@ class ExtendIn(BaseModel):
     release_at: AwareDatetime = Field(description="Later than the current release date")
 
 
-async def _extend(
-    hold_id: uuid.UUID,
-    body: ExtendIn,
-    request: Request,
-    session: AsyncSession,
-    actor: Actor,
-    settings: Settings,
-) -> HoldOut:
-    hold = await _holding(session, hold_id)
-    if body.release_at <= hold.release_at:
-        raise ValidationError(
-            f"extend moves the release later than {hold.release_at.isoformat()}",
-            param="release_at",
-        )
-    extend = ExtendHold(release_at=body.release_at, by=actor.id)
-    await signal(request, hold_workflow(hold, settings), "extend", extend)
-    return hold_out(hold)
-
-
 @router.patch("/{hold_id}", status_code=202)
-async def update_hold(
-    hold_id: uuid.UUID,
-    body: ExtendIn,
-    request: Request,
-    session: Session,
-    actor: PlatformAdmin,
-    settings: AppSettings,
-) -> HoldOut:
-    """Only ``release_at`` changes, and only later (an earlier release is ``release``)."""
-    return await _extend(hold_id, body, request, session, actor, settings)
-
-
 @router.post("/{hold_id}/extend", status_code=202)
 async def extend_hold(
     hold_id: uuid.UUID,
@@ -451,7 +331,12 @@ async def extend_hold(
     actor: PlatformAdmin,
     settings: AppSettings,
 ) -> HoldOut:
-    return await _extend(hold_id, body, request, session, actor, settings)
+    """Only ``release_at`` changes, and only later (an earlier release is ``release``)."""
+    hold = await escrow.get(session, hold_id)
+    escrow.check_extend(hold, body.release_at)
+    extend = ExtendHold(release_at=body.release_at, by=actor.id)
+    await signal(request, hold_workflow(hold, settings), "extend", extend)
+    return hold_out(hold)
 
 
 @router.delete("/{hold_id}", status_code=202)

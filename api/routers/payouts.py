@@ -13,16 +13,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.csv_export import csv_export
 from api.deps import Admin, PlatformAdmin, Session, get_settings
+from api.fields import Amount, Currency, Party, PlacementId, money
 from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
-from api.routers.escrow import (
-    Amount,
-    Currency,
-    Party,
-    PlacementId,
-    csv_export,
-    money,
-)
 from api.workflow_calls import (
     BULK_MAX,
     BulkId,
@@ -153,21 +147,18 @@ def schedule_filters(
 Filters = Annotated[ScheduleFilters, Depends(schedule_filters)]
 
 
-def _matches(schedule: PayoutSchedule, filters: ScheduleFilters) -> bool:
-    return (
-        (filters.status is None or schedule.status == filters.status.value)
-        and (filters.payee_id is None or schedule.payee_id == filters.payee_id)
-        and (filters.trigger_event is None or schedule.trigger_event == filters.trigger_event)
-    )
-
-
 async def _list(
-    session: AsyncSession, filters: ScheduleFilters, limit: int, starting_after: uuid.UUID | None
+    session: AsyncSession,
+    filters: ScheduleFilters,
+    limit: int,
+    starting_after: uuid.UUID | None,
+    schedule_id: uuid.UUID | None = None,
 ) -> Sequence[PayoutSchedule]:
     return await payouts.list_schedules(
         session,
         limit=limit,
         starting_after=starting_after,
+        schedule_id=schedule_id,
         status=filters.status.value if filters.status else None,
         payee_id=filters.payee_id,
         trigger_event=filters.trigger_event.value if filters.trigger_event else None,
@@ -183,11 +174,8 @@ async def list_schedules(
     schedule_id: Annotated[uuid.UUID | None, Query(alias="id", description="Exact id")] = None,
 ) -> Page[ScheduleOut]:
     """Newest first."""
-    if schedule_id is not None:
-        found = await session.get(PayoutSchedule, schedule_id)
-        rows = [found] if found is not None and _matches(found, filters) else []
-    else:
-        rows = list(await _list(session, filters, params.limit, uuid_cursor(params.starting_after)))
+    cursor = uuid_cursor(params.starting_after)
+    rows = await _list(session, filters, params.limit, cursor, schedule_id)
     return paginate(rows, params.limit, schedule_out, lambda item: item.id)
 
 

@@ -7,15 +7,8 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from api.deps import PlatformAdmin, Session, get_settings
-from api.routers.escrow import (
-    Amount,
-    Currency,
-    HoldOut,
-    Party,
-    hold_out,
-    hold_workflow,
-    money,
-)
+from api.fields import Amount, Currency, Party, money
+from api.routers.escrow import HoldOut, hold_out, hold_workflow
 from api.routers.payouts import ScheduleOut, StripeAccount, schedule_out, schedule_workflow
 from api.workflow_calls import start_after_commit
 from domain.errors import ValidationError

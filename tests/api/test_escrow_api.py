@@ -5,25 +5,21 @@ delivered is a 503 that changed nothing. Signals that arrive use the local dev s
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient, Response
+from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
+from api import csv_export, fields
 from api.routers import escrow as escrow_router
 from domain.actors import SYSTEM
 from models.escrow import EscrowHold
 from services import escrow
-from settings import Settings
+from tests.api.conftest import error_code, signals_of
 from tests.conftest import TokenFactory
 
 URL = "/api/v1/escrow-holds"
@@ -47,11 +43,6 @@ async def create(api: AsyncClient, auth: TokenFactory, **changes: Any) -> dict[s
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
-
-
-def error_code(response: Response) -> str:
-    code: str = response.json()["error"]["code"]
-    return code
 
 
 async def count_holds(db: async_sessionmaker[AsyncSession]) -> int:
@@ -234,7 +225,7 @@ async def test_stats(
 async def test_csv_export_streams_every_matching_row(
     api: AsyncClient, auth: TokenFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(escrow_router, "EXPORT_PAGE", 2)  # so the export pages
+    monkeypatch.setattr(csv_export, "EXPORT_PAGE", 2)  # so the export pages
     made = [await create(api, auth, payee_id=f"r-{n}", payer_id="=cmd|calc") for n in range(5)]
     await create(api, auth, payee_id="other", payer_id="client-9")
 
@@ -348,44 +339,6 @@ async def test_bulk_release_answers_each_id(
     assert (await api.get(f"{URL}/{ready['id']}", headers=admin)).json()["status"] == "active"
 
 
-@asynccontextmanager
-async def api_with_temporal(
-    settings: Settings, temporal: WorkflowEnvironment
-) -> AsyncIterator[AsyncClient]:
-    """The API with Temporal up (the local dev server; no worker runs these workflows)."""
-    live = settings.model_copy(
-        update={"temporal_address": temporal.client.service_client.config.target_host}
-    )
-    app = create_app(live)
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app)
-        async with AsyncClient(transport=transport, base_url="http://tollgate.test") as client:
-            yield client
-
-
-@pytest.fixture
-async def live_api(
-    settings: Settings, local_temporal: WorkflowEnvironment
-) -> AsyncIterator[AsyncClient]:
-    async with api_with_temporal(settings, local_temporal) as client:
-        yield client
-
-
-async def signals_of(client: Client, workflow_id: str) -> list[tuple[str, Any]]:
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    converter = client.data_converter.payload_converter
-    return [
-        (
-            event.workflow_execution_signaled_event_attributes.signal_name,
-            converter.from_payloads(
-                event.workflow_execution_signaled_event_attributes.input.payloads
-            )[0],
-        )
-        for event in history.events
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-    ]
-
-
 async def test_with_temporal_up_the_workflow_starts_and_takes_signals(
     live_api: AsyncClient, auth: TokenFactory, local_temporal: WorkflowEnvironment
 ) -> None:
@@ -425,7 +378,7 @@ async def test_a_signal_starts_a_workflow_whose_start_was_missed(
             session,
             payer_id="client-1",
             payee_id="recruiter-1",
-            money=escrow_router.money(700, "EUR"),
+            money=fields.money(700, "EUR"),
             reason=escrow_router.HoldReason.OTHER,
             release_at=LATER,
             actor=SYSTEM,

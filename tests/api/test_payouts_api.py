@@ -3,7 +3,6 @@
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,8 +16,7 @@ from api.routers import payouts as payouts_router
 from domain.actors import SYSTEM
 from models.escrow import PayoutSchedule
 from services import payouts
-from settings import Settings
-from tests.api.test_escrow_api import api_with_temporal, error_code, signals_of
+from tests.api.conftest import error_code, signals_of
 from tests.conftest import TokenFactory
 
 URL = "/api/v1/payout-schedules"
@@ -35,14 +33,6 @@ def schedule_body(**changes: Any) -> dict[str, Any]:
         "scheduled_for": LATER.isoformat(),
     }
     return {**body, **changes}
-
-
-@pytest.fixture
-async def live_api(
-    settings: Settings, local_temporal: WorkflowEnvironment
-) -> AsyncIterator[AsyncClient]:
-    async with api_with_temporal(settings, local_temporal) as client:
-        yield client
 
 
 async def create(api: AsyncClient, auth: TokenFactory, **changes: Any) -> dict[str, Any]:
@@ -288,7 +278,7 @@ async def test_stats_and_csv_export(
     db: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("api.routers.escrow.EXPORT_PAGE", 1)
+    monkeypatch.setattr("api.csv_export.EXPORT_PAGE", 1)
     admin = auth("billing_admin")
     due = await create(api, auth, amount=100, scheduled_for="2020-01-01T00:00:00+00:00")
     paid = await create(api, auth, amount=200)

@@ -2,7 +2,6 @@
 a second activation returns the same pair. Temporal is down unless ``live_api`` is used."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,17 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from models.escrow import EscrowHold, PayoutSchedule
-from settings import Settings
-from tests.api.test_escrow_api import api_with_temporal
 from tests.conftest import TokenFactory
-
-
-@pytest.fixture
-async def live_api(
-    settings: Settings, local_temporal: WorkflowEnvironment
-) -> AsyncIterator[AsyncClient]:
-    async with api_with_temporal(settings, local_temporal) as client:
-        yield client
 
 
 def url(placement_id: str) -> str:
