@@ -1,6 +1,5 @@
 """``tollgate anchors``: run anchoring now, and check a ticket's proof against the chain alone."""
 
-import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -21,20 +20,15 @@ def run_now(
     wait: Annotated[bool, typer.Option(help="Wait for the run and print its batches.")] = True,
 ) -> None:
     """Anchor every waiting ticket now: the same workflow the Schedule runs every 15 minutes."""
-    from integrations.temporal import connect
+    from cli.client_process import connect, run_then_exit
     from schedules import anchor_run_input
     from settings import get_settings
     from workflows.anchoring import AnchorTicketsWorkflow
 
     settings = get_settings()
 
-    async def start() -> None:
-        client = await connect(
-            settings.temporal_address,
-            settings.temporal_namespace,
-            tls=settings.temporal_tls,
-            api_key=settings.temporal_api_key,
-        )
+    async def start() -> int:
+        client = await connect(settings)
         handle = await client.start_workflow(
             AnchorTicketsWorkflow.run,
             anchor_run_input(settings),
@@ -43,7 +37,7 @@ def run_now(
         )
         typer.echo(f"started {handle.id}")
         if not wait:
-            return
+            return 0
         result = await handle.result()
         if not result.batches:
             typer.echo("no ticket was waiting")
@@ -54,10 +48,9 @@ def run_now(
             if batch.error:
                 line += f" ({batch.error})"
             typer.echo(line)
-        if any(batch.status != "CONFIRMED" for batch in result.batches):
-            raise typer.Exit(1)
+        return int(any(batch.status != "CONFIRMED" for batch in result.batches))
 
-    asyncio.run(start())
+    run_then_exit(start())
 
 
 @dataclass(frozen=True)

@@ -96,21 +96,17 @@ def token(
 def schedules_sync() -> None:
     """Create or update every Temporal Schedule of the project (idempotent)."""
     import schedules
-    from integrations.temporal import connect
+    from cli.client_process import connect, run_then_exit
 
     settings = get_settings()
 
-    async def run() -> dict[str, str]:
-        client = await connect(
-            settings.temporal_address,
-            settings.temporal_namespace,
-            tls=settings.temporal_tls,
-            api_key=settings.temporal_api_key,
-        )
-        return await schedules.sync(client, settings)
+    async def run() -> int:
+        done = await schedules.sync(await connect(settings), settings)
+        for schedule_id, outcome in done.items():
+            typer.echo(f"{schedule_id}: {outcome}")
+        return 0
 
-    for schedule_id, outcome in asyncio.run(run()).items():
-        typer.echo(f"{schedule_id}: {outcome}")
+    run_then_exit(run())
 
 
 @app.command("deploy-contracts")
