@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.fraud import FraudRules
+
 # Anvil's first well-known development account: funded on every fresh anvil chain.
 ANVIL_DEV_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 
@@ -133,6 +135,37 @@ class Settings(BaseSettings):
         10_000,
         ge=0,
         description="Workflows a worker keeps in memory; past it each task replays history",
+    )
+
+    # Payments and refunds
+    payment_authorization_hours: int = Field(
+        168, ge=1, description="An authorization not captured within this is voided"
+    )
+    payment_capture_delay_seconds: int | None = Field(
+        None, ge=0, description="Capture automatically this long after authorizing (None: by API)"
+    )
+    payment_review_timeout_hours: int = Field(
+        72, ge=1, description="A MEDIUM-risk payment not reviewed within this fails"
+    )
+    payment_commission_bps: int = Field(
+        1000, ge=0, le=10_000, description="Default commission on a vendor's allocation"
+    )
+    refund_approval_threshold: int | None = Field(
+        50_000, ge=0, description="Refunds above this (minor units) wait for an admin (None: never)"
+    )
+    fraud_rules: FraudRules = Field(
+        default_factory=FraudRules, description="Fraud rules and thresholds, as JSON"
+    )
+
+    # Stripe events (inbound webhooks)
+    stripe_event_max_attempts: int = Field(
+        8, ge=1, description="Delivery attempts of a Stripe event before it is a dead letter"
+    )
+    stripe_event_retry_initial_seconds: int = Field(
+        5, ge=1, description="Wait before the second delivery attempt; doubles after each"
+    )
+    stripe_event_retry_max_seconds: int = Field(
+        600, ge=1, description="Longest wait between two delivery attempts"
     )
 
     @property

@@ -17,8 +17,11 @@ from activities.anchoring import AnchorBatchActivities, AnchorChainActivities
 from activities.chain_sender import ChainSender, SenderConfig
 from activities.escrow import EscrowActivities
 from activities.maintenance import MaintenanceActivities
+from activities.payments import PaymentActivities, StripePaymentActivities
 from activities.payouts import PayoutActivities, StripeTransferActivities
 from activities.recovery import RecoveryActivities
+from activities.refunds import RefundActivities, StripeRefundActivities
+from activities.stripe_events import StripeEventActivities
 from activities.tickets import TicketActivities
 from integrations.anchor_contract import AnchorContract
 from integrations.stripe_client import build_client
@@ -29,8 +32,11 @@ from workflows import search_attributes
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.escrow import EscrowHoldWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
+from workflows.payments import PaymentWorkflow
 from workflows.payouts import PayoutScheduleWorkflow
 from workflows.recovery import RestartMissingWorkflowsWorkflow
+from workflows.refunds import RefundWorkflow
+from workflows.stripe_events import StripeEventDeliveryWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow, TicketWorkflow
 
 log = logging.getLogger("tollgate.worker")
@@ -50,6 +56,9 @@ WORKFLOWS: Sequence[type] = (
     EscrowHoldWorkflow,
     PayoutScheduleWorkflow,
     RestartMissingWorkflowsWorkflow,
+    PaymentWorkflow,
+    RefundWorkflow,
+    StripeEventDeliveryWorkflow,
 )
 
 
@@ -62,6 +71,8 @@ def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
     anchor = AnchorBatchActivities(sessionmaker)
     escrow = EscrowActivities(sessionmaker)
     payout = PayoutActivities(sessionmaker)
+    payment = PaymentActivities(sessionmaker, settings.fraud_rules)
+    refund = RefundActivities(sessionmaker)
     return [
         maintenance.purge_expired_idempotency_keys,
         ticket.expire_ticket,
@@ -82,7 +93,25 @@ def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
         payout.complete,
         payout.fail,
         payout.cancel,
+        payment.load,
+        payment.check_fraud,
+        payment.review,
+        payment.start_authorizing,
+        payment.authorized,
+        payment.start_capture,
+        payment.complete,
+        payment.close,
+        refund.load,
+        refund.approve,
+        refund.reject,
+        refund.complete,
+        refund.fail,
     ]
+
+
+def stripe_event_activities(sessionmaker: Any, client: Any) -> list[Any]:
+    events = StripeEventActivities(sessionmaker, client)
+    return [events.deliver, events.record_failure, events.dead_letter]
 
 
 def chain_sender(sessionmaker: Any, settings: Settings) -> ChainSender:
@@ -111,7 +140,14 @@ def chain_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
 def stripe_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
     """Activities of the Stripe task queue, rate-limited across workers by Temporal."""
     client = build_client(settings.stripe_api_key, settings.stripe_api_base)
-    return [StripeTransferActivities(sessionmaker, client).pay_out]
+    payments = StripePaymentActivities(sessionmaker, client)
+    return [
+        StripeTransferActivities(sessionmaker, client).pay_out,
+        payments.authorize,
+        payments.capture,
+        payments.cancel,
+        StripeRefundActivities(sessionmaker, client).refund,
+    ]
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -149,6 +185,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             *activities(sessionmaker, settings),
             # Starts workflows, so it needs the client, unlike the database steps.
             RecoveryActivities(sessionmaker, client).restart_missing_workflows,
+            # Signals payment and refund workflows, so it needs the client too.
+            *stripe_event_activities(sessionmaker, client),
         ],
         graceful_shutdown_timeout=timedelta(seconds=20),
     )

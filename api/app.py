@@ -20,15 +20,21 @@ from api.routers import (
     audit,
     audit_log,
     escrow,
+    fraud_checks,
     health,
     ledger,
+    payment_methods,
+    payments,
     payouts,
     placements,
+    refunds,
+    stripe_webhooks,
     tickets,
 )
 from integrations import ticket_keys
 from integrations.chain import BlockHeight
 from integrations.chain import ping_async as chain_ping
+from integrations.stripe_client import build_client
 from integrations.stripe_client import ping as stripe_ping
 from integrations.temporal import LazyClient
 from integrations.temporal import ping as temporal_ping
@@ -83,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.sessionmaker, app.state.temporal, batch_size=settings.anchor_batch_size
         )
         app.state.block_height = BlockHeight(settings.chain_rpc_url)
+        app.state.stripe = build_client(settings.stripe_api_key, settings.stripe_api_base)
         yield
         await asyncio.gather(*app.state.background_tasks, return_exceptions=True)
         await engine.dispose()
@@ -109,6 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         escrow.router,
         payouts.router,
         placements.router,
+        payment_methods.router,
+        payments.router,
+        refunds.router,
+        fraud_checks.router,
+        stripe_webhooks.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

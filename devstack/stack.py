@@ -114,6 +114,9 @@ def parts(settings: Settings) -> list[Part]:
                 str(data / "stripe-sandbox.sqlite3"),
                 "--webhook-secret",
                 settings.stripe_webhook_secret,
+                # Every event goes to the API, as a webhook endpoint in Stripe's dashboard does.
+                "--webhook-url",
+                f"http://127.0.0.1:{settings.api_port}/api/v1/webhooks/stripe",
             ),
             ready=lambda: port_open(settings.stripe_sandbox_port),
             port=settings.stripe_sandbox_port,

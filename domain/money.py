@@ -12,6 +12,7 @@ CURRENCY_EXPONENTS: dict[str, int] = {
     "MXN": 2, "MYR": 2, "NGN": 2, "NOK": 2, "NZD": 2, "OMR": 3, "PHP": 2, "PLN": 2, "RON": 2,
     "SAR": 2, "SEK": 2, "SGD": 2, "THB": 2, "TND": 3, "TRY": 2, "TWD": 2, "UAH": 2, "UGX": 0,
     "USD": 2, "USDC": 6, "VND": 0, "XAF": 0, "XOF": 0, "ZAR": 2,
+    "TOKEN": 0,  # prediction-market tokens: whole units, never money that leaves the platform
 }  # fmt: skip
 
 

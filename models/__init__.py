@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per domain; importing this package registers them all."""
 
-from models import anchoring, audit, escrow, idempotency, ledger, outbox, tickets
+from models import anchoring, audit, escrow, idempotency, ledger, markets, outbox, payments, tickets
 from models.base import Base
 
 __all__ = [
@@ -10,6 +10,8 @@ __all__ = [
     "escrow",
     "idempotency",
     "ledger",
+    "markets",
     "outbox",
+    "payments",
     "tickets",
 ]

@@ -321,3 +321,351 @@ class RecoveryResult(BaseModel):
     checked: int = 0
     restarted_holds: int = 0
     restarted_payouts: int = 0
+
+
+# Payments, refunds and Stripe events
+
+
+class StripeEventSignal(BaseModel):
+    """Argument of ``stripe_event``: a Stripe webhook event delivered to the payment or refund
+    it concerns (stored first, once per event id)."""
+
+    event_id: str
+    type: str
+    object_id: str | None = None
+    status: str | None = Field(None, description="The Stripe object's status, when it has one")
+
+
+class PaymentInput(BaseModel):
+    """``payment-{id}``: what does not change, from the row and the settings at creation."""
+
+    payment_id: UUID
+    capture_delay_seconds: int | None = Field(
+        None, description="Capture by itself this long after authorizing; None: by API only"
+    )
+    authorization_hours: int = 168
+    review_timeout_hours: int = 72
+    stripe_task_queue: str = "tollgate-stripe"
+
+
+class CapturePayment(BaseModel):
+    """Argument of ``capture``."""
+
+    amount: int | None = Field(None, description="Part of the authorization; default: all")
+    by: str = "temporal-ui"
+
+
+class ClosePayment(BaseModel):
+    """Argument of ``cancel`` and ``fail``."""
+
+    reason: str = "by an operator"
+    by: str = "temporal-ui"
+
+
+class ReviewPayment(BaseModel):
+    """Argument of ``approve_review`` and ``reject_review``."""
+
+    notes: str | None = None
+    by: str = "temporal-ui"
+
+
+class PaymentState(BaseModel):
+    """Output of every ``payment_*`` database activity: the row as the step left it."""
+
+    status: str
+    amount: int
+    amount_authorized: int = 0
+    amount_captured: int = 0
+    intent_id: str | None = None
+    charge_id: str | None = None
+    authorization_expires_at: datetime | None = None
+    risk_level: str | None = None
+    failure_code: str | None = None
+    decline_code: str | None = None
+
+
+class PaymentStepInput(BaseModel):
+    payment_id: UUID
+    actor: str
+
+
+class PaymentAuthorizedInput(BaseModel):
+    payment_id: UUID
+    intent_id: str
+    charge_id: str | None
+    amount: int
+    authorized_at: datetime
+    expires_at: datetime
+    actor: str
+
+
+class PaymentReviewInput(BaseModel):
+    payment_id: UUID
+    decision: str
+    notes: str | None
+    reviewer: str
+
+
+class PaymentCloseInput(BaseModel):
+    payment_id: UUID
+    status: str
+    reason: str
+    actor: str
+    failure_code: str | None = None
+    decline_code: str | None = None
+    intent_id: str | None = None
+
+
+class PaymentCompleteInput(BaseModel):
+    payment_id: UUID
+    amount_captured: int
+    charge_id: str | None
+    actor: str
+
+
+class StripeIntentInput(BaseModel):
+    """Input of the Stripe steps of a payment: authorize, capture, cancel."""
+
+    payment_id: UUID
+    amount: int | None = None
+    reason: str | None = None
+
+
+class StripeIntentResult(BaseModel):
+    intent_id: str | None
+    status: str
+    charge_id: str | None = None
+    amount_capturable: int = 0
+    amount_received: int = 0
+    # A declined card is an outcome of the authorization, not an error to retry.
+    failure_code: str | None = None
+    decline_code: str | None = None
+    failure_message: str | None = None
+
+
+class PaymentStatusView(BaseModel):
+    """The ``status`` query and the workflow's result."""
+
+    payment_id: UUID
+    status: str
+    amount: int
+    amount_authorized: int = 0
+    amount_captured: int = 0
+    authorization_expires_at: datetime | None = None
+    capture_at: datetime | None = None
+    risk_level: str | None = None
+    failure_code: str | None = None
+    decline_code: str | None = None
+    stripe_events: list[str] = []
+
+
+class RefundInput(BaseModel):
+    """``refund-{id}``."""
+
+    refund_id: UUID
+    stripe_task_queue: str = "tollgate-stripe"
+
+
+class ApproveRefund(BaseModel):
+    by: str = "temporal-ui"
+
+
+class RejectRefund(BaseModel):
+    reason: str = "rejected by an operator"
+    by: str = "temporal-ui"
+
+
+class RefundState(BaseModel):
+    """Output of every ``refund_*`` database activity."""
+
+    status: str
+    amount: int
+    stripe_refund_id: str | None = None
+    failure_reason: str | None = None
+
+
+class RefundStepInput(BaseModel):
+    refund_id: UUID
+    actor: str
+
+
+class RefundRejectInput(BaseModel):
+    refund_id: UUID
+    reason: str
+    actor: str
+
+
+class RefundFailInput(BaseModel):
+    refund_id: UUID
+    reason: str
+    code: str | None
+    actor: str
+
+
+class RefundCompleteInput(BaseModel):
+    refund_id: UUID
+    stripe_refund_id: str
+    actor: str
+
+
+class StripeRefundInput(BaseModel):
+    refund_id: UUID
+
+
+class StripeRefundResult(BaseModel):
+    stripe_refund_id: str | None
+    status: str
+    failure_code: str | None = None
+    failure_reason: str | None = None
+
+
+class RefundStatusView(BaseModel):
+    """The ``status`` query and the workflow's result."""
+
+    refund_id: UUID
+    status: str
+    amount: int
+    stripe_refund_id: str | None = None
+    failure_reason: str | None = None
+    stripe_events: list[str] = []
+
+
+# Stripe event delivery
+
+
+class StripeEventDeliveryInput(BaseModel):
+    """``stripe-event-{event_id}-{delivery}``: one delivery of a stored event, with its retry
+    policy (from settings: workflows never read them)."""
+
+    event_id: str
+    delivery: int = 0
+    max_attempts: int = 8
+    initial_interval_seconds: int = 5
+    maximum_interval_seconds: int = 600
+
+
+class StripeEventDeliveryStatus(BaseModel):
+    """The ``status`` query and the workflow's result."""
+
+    event_id: str
+    delivery: int
+    status: str
+    outcome: str | None = None
+    last_error: str | None = None
+
+
+class DeliverStripeEventInput(BaseModel):
+    event_id: str
+    delivery: int
+
+
+class RecordStripeEventFailureInput(BaseModel):
+    event_id: str
+    error: str
+
+
+class DeadLetterStripeEventInput(BaseModel):
+    """``delivery`` guards against a late retry dead-lettering a newer delivery."""
+
+    event_id: str
+    delivery: int
+    error: str
+
+
+class StripeEventState(BaseModel):
+    """Output of every Stripe event activity: the row as the step left it."""
+
+    status: str
+    attempts: int = 0
+    delivery: int = 0
+    outcome: str | None = None
+    last_error: str | None = None
+
+
+# Prediction markets
+
+
+class MarketResolutionInput(BaseModel):
+    """``market-resolution-{id}``: what the workflow needs that does not change."""
+
+    market_id: UUID
+    dispute_window_seconds: int = Field(
+        259_200, description="How long a completed distribution may be disputed"
+    )
+
+
+class ResolveMarket(BaseModel):
+    """Argument of ``resolve``: the winning option."""
+
+    option_id: UUID
+    by: str = "temporal-ui"
+
+
+class DisputeMarket(BaseModel):
+    reason: str
+    by: str = "temporal-ui"
+
+
+class RollbackMarket(BaseModel):
+    reason: str
+    by: str = "temporal-ui"
+
+
+class MarketSignal(BaseModel):
+    """Argument of ``uphold``: who sent it."""
+
+    by: str = "temporal-ui"
+
+
+class MarketState(BaseModel):
+    """Output of every ``market_*`` activity: the market and its latest resolution as the step
+    left them."""
+
+    status: str
+    resolution_id: UUID | None = None
+    resolution_status: str | None = None
+    winning_option_id: UUID | None = None
+    pool: int = 0
+    paid_out: int = 0
+    error: str | None = None
+
+
+class MarketLoadInput(BaseModel):
+    market_id: UUID
+
+
+class MarketStartInput(BaseModel):
+    """``key`` comes from the workflow, so a retried start finds its resolution."""
+
+    market_id: UUID
+    option_id: UUID
+    key: str
+    actor: str
+
+
+class MarketStepInput(BaseModel):
+    """A step on one resolution (distribute, uphold, settle)."""
+
+    resolution_id: UUID
+    actor: str
+
+
+class MarketReasonInput(BaseModel):
+    """A step on one resolution that carries a reason (dispute, rollback, abandon)."""
+
+    resolution_id: UUID
+    reason: str
+    actor: str
+
+
+class MarketResolutionStatus(BaseModel):
+    """The ``status`` query and the workflow's result."""
+
+    market_id: UUID
+    status: str
+    resolution_id: UUID | None = None
+    resolution_status: str | None = None
+    winning_option_id: UUID | None = None
+    pool: int = 0
+    paid_out: int = 0
+    last_error: str | None = None

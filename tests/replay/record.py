@@ -27,6 +27,7 @@ from workflows.escrow import EscrowHoldWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
 from workflows.payouts import PayoutScheduleWorkflow
 from workflows.search_attributes import ALL
+from workflows.stripe_events import StripeEventDeliveryWorkflow
 from workflows.tickets import TicketWorkflow
 from workflows.types import (
     AnchorRunInput,
@@ -38,6 +39,8 @@ from workflows.types import (
     CheckBatchResult,
     ConfirmRunInput,
     CreateBatchInput,
+    DeadLetterStripeEventInput,
+    DeliverStripeEventInput,
     DisputeHold,
     EscrowApproveInput,
     EscrowDisputeInput,
@@ -63,6 +66,8 @@ from workflows.types import (
     PurgeInput,
     PurgeResult,
     ReleasePartial,
+    StripeEventDeliveryInput,
+    StripeEventState,
     SubmitBatchResult,
     SubmittedBatches,
     TicketActivityInput,
@@ -397,6 +402,7 @@ async def record() -> None:
             await save(confirm_run, "anchor_confirmations")
             await record_escrow(env, queue, holds)
             await record_payouts(env, queue, stripe_queue, schedules)
+            await record_stripe_events(env)
     finally:
         await env.shutdown()
 
@@ -460,6 +466,43 @@ async def record_payouts(
             await handle.signal(PayoutScheduleWorkflow.trigger, TriggerPayout(by="recorded"))
         await handle.result()
         await save(handle, name)
+
+
+@activity.defn(name="deliver_stripe_event")
+async def deliver_stripe_event(request: DeliverStripeEventInput) -> StripeEventState:
+    """``evt_recorded_delivered`` finds its payment's workflow on the second attempt;
+    ``evt_recorded_dead`` never does."""
+    if request.event_id == "evt_recorded_dead" or activity.info().attempt == 1:
+        raise ApplicationError("workflow payment-recorded has not started", type="TargetNotReady")
+    return StripeEventState(status="processed", attempts=1, outcome="signalled payment-recorded")
+
+
+@activity.defn(name="dead_letter_stripe_event")
+async def dead_letter_stripe_event(request: DeadLetterStripeEventInput) -> StripeEventState:
+    return StripeEventState(status="dead", attempts=3, last_error=request.error)
+
+
+async def record_stripe_events(env: WorkflowEnvironment) -> None:
+    """An event delivered on its second attempt; another dead-lettered after three."""
+    queue = f"record-stripe-events-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[StripeEventDeliveryWorkflow],
+        activities=[deliver_stripe_event, dead_letter_stripe_event],
+    ):
+        for name, event_id in (
+            ("stripe_event_delivered", "evt_recorded_delivered"),
+            ("stripe_event_dead_lettered", "evt_recorded_dead"),
+        ):
+            handle = await env.client.start_workflow(
+                StripeEventDeliveryWorkflow.run,
+                StripeEventDeliveryInput(event_id=event_id, max_attempts=3),
+                id=f"stripe-event-{event_id}-0",
+                task_queue=queue,
+            )
+            await handle.result()
+            await save(handle, name)
 
 
 if __name__ == "__main__":
