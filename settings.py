@@ -168,6 +168,11 @@ class Settings(BaseSettings):
         600, ge=1, description="Longest wait between two delivery attempts"
     )
 
+    # Prediction markets
+    market_dispute_window_hours: int = Field(
+        72, ge=0, description="A completed distribution can be disputed this long, then settles"
+    )
+
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or (

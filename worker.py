@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import SecretStr
+from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -17,6 +18,7 @@ from activities.anchoring import AnchorBatchActivities, AnchorChainActivities
 from activities.chain_sender import ChainSender, SenderConfig
 from activities.escrow import EscrowActivities
 from activities.maintenance import MaintenanceActivities
+from activities.markets import MarketActivities
 from activities.payments import PaymentActivities, StripePaymentActivities
 from activities.payouts import PayoutActivities, StripeTransferActivities
 from activities.recovery import RecoveryActivities
@@ -32,6 +34,7 @@ from workflows import search_attributes
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.escrow import EscrowHoldWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
+from workflows.markets import MarketResolutionWorkflow
 from workflows.payments import PaymentWorkflow
 from workflows.payouts import PayoutScheduleWorkflow
 from workflows.recovery import RestartMissingWorkflowsWorkflow
@@ -59,6 +62,7 @@ WORKFLOWS: Sequence[type] = (
     PaymentWorkflow,
     RefundWorkflow,
     StripeEventDeliveryWorkflow,
+    MarketResolutionWorkflow,
 )
 
 
@@ -73,6 +77,7 @@ def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
     payout = PayoutActivities(sessionmaker)
     payment = PaymentActivities(sessionmaker, settings.fraud_rules)
     refund = RefundActivities(sessionmaker)
+    market = MarketActivities(sessionmaker)
     return [
         maintenance.purge_expired_idempotency_keys,
         ticket.expire_ticket,
@@ -106,10 +111,19 @@ def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
         refund.reject,
         refund.complete,
         refund.fail,
+        market.load,
+        market.start_resolution,
+        market.distribute,
+        market.abandon,
+        market.dispute,
+        market.uphold,
+        market.rollback,
+        market.settle,
     ]
 
 
-def stripe_event_activities(sessionmaker: Any, client: Any) -> list[Any]:
+def stripe_event_activities(sessionmaker: Any, client: Client) -> list[Any]:
+    """Delivery of Stripe events to their workflows, on the main task queue."""
     events = StripeEventActivities(sessionmaker, client)
     return [events.deliver, events.record_failure, events.dead_letter]
 

@@ -146,6 +146,8 @@ class SplitLine:
 def plan_splits(amount: int, allocations: Sequence[Allocation]) -> list[SplitLine]:
     """The vendors' lines in order, then the platform's; their amounts sum to ``amount``."""
     vendors = [allocation.vendor_id for allocation in allocations]
+    if any(allocation.amount < 0 for allocation in allocations):
+        raise ValidationError("an allocation is a non-negative amount", param="allocations")
     if len(set(vendors)) != len(vendors):
         raise ValidationError("each vendor appears once in the allocations", param="allocations")
     allocated = sum(allocation.amount for allocation in allocations)

@@ -18,6 +18,7 @@ from domain.merkle import MerkleTree, split_path
 from models.anchoring import AnchorBatch, TicketAnchor
 from models.tickets import Ticket
 from services import audit
+from services.locking import locked
 
 RETRYABLE = ("PENDING", "FAILED")
 
@@ -132,7 +133,7 @@ async def get_batch(
 ) -> AnchorBatch:
     query = select(AnchorBatch).where(AnchorBatch.id == batch_id)
     if for_update:
-        query = query.with_for_update()
+        query = locked(query)
     batch: AnchorBatch | None = await session.scalar(query)
     if batch is None:
         raise NotFound(f"no anchor batch {batch_id}", param="batch_id")

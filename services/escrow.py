@@ -19,6 +19,7 @@ from domain.ledger import AccountType, transfer
 from domain.money import Money
 from models.escrow import EscrowHold, EscrowMovement
 from services import ledger, outbox
+from services.locking import locked
 
 ESCROW_ACCOUNT = "escrow"
 
@@ -131,7 +132,7 @@ async def create_hold(
 
 async def get(session: AsyncSession, hold_id: uuid.UUID, *, for_update: bool = False) -> EscrowHold:
     query = select(EscrowHold).where(EscrowHold.id == hold_id)
-    hold: EscrowHold | None = await session.scalar(query.with_for_update() if for_update else query)
+    hold: EscrowHold | None = await session.scalar(locked(query) if for_update else query)
     if hold is None:
         raise NotFound(f"no escrow hold {hold_id}", param="id")
     return hold

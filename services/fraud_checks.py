@@ -24,6 +24,7 @@ from domain.fraud import (
 from domain.payments import PaymentStatus
 from models.payments import FraudCheck, Payment, PaymentMethod
 from services import outbox, payments
+from services.locking import locked
 
 
 def check_view(check: FraudCheck) -> dict[str, Any]:
@@ -110,7 +111,7 @@ async def get(
     session: AsyncSession, check_id: uuid.UUID, *, for_update: bool = False
 ) -> FraudCheck:
     query = select(FraudCheck).where(FraudCheck.id == check_id)
-    check = await session.scalar(query.with_for_update() if for_update else query)
+    check = await session.scalar(locked(query) if for_update else query)
     if check is None:
         raise NotFound(f"no fraud check {check_id}", param="id")
     return check

@@ -53,6 +53,7 @@ from models.markets import (
     MarketResolution,
 )
 from services import audit, ledger, outbox
+from services.locking import locked
 
 ISSUANCE_ACCOUNT = "token-issuance"
 HOUSE_ACCOUNT = "market-fees"
@@ -254,7 +255,7 @@ async def create_market(
 
 async def get(session: AsyncSession, market_id: uuid.UUID, *, for_update: bool = False) -> Market:
     query = select(Market).where(Market.id == market_id)
-    market: Market | None = await session.scalar(query.with_for_update() if for_update else query)
+    market: Market | None = await session.scalar(locked(query) if for_update else query)
     if market is None:
         raise NotFound(f"no market {market_id}", param="id")
     return market
@@ -477,9 +478,7 @@ async def get_resolution(
     session: AsyncSession, resolution_id: uuid.UUID, *, for_update: bool = False
 ) -> MarketResolution:
     query = select(MarketResolution).where(MarketResolution.id == resolution_id)
-    found: MarketResolution | None = await session.scalar(
-        query.with_for_update() if for_update else query
-    )
+    found: MarketResolution | None = await session.scalar(locked(query) if for_update else query)
     if found is None:
         raise NotFound(f"no market resolution {resolution_id}", param="resolution_id")
     return found

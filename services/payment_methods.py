@@ -19,6 +19,7 @@ from domain.errors import Conflict, NotFound, ValidationError
 from domain.payments import PaymentMethodStatus, PaymentMethodType, VerificationStatus
 from models.payments import PaymentMethod, StripeCustomer
 from services import outbox
+from services.locking import locked
 
 ENTITY = "payment_method"
 
@@ -132,9 +133,7 @@ async def _default(
     query = select(PaymentMethod).where(
         PaymentMethod.customer_id == customer_id, PaymentMethod.is_default
     )
-    found: PaymentMethod | None = await session.scalar(
-        query.with_for_update() if for_update else query
-    )
+    found: PaymentMethod | None = await session.scalar(locked(query) if for_update else query)
     return found
 
 
@@ -209,8 +208,7 @@ async def get(
 ) -> PaymentMethod:
     query = select(PaymentMethod).where(PaymentMethod.id == method_id)
     if for_update:
-        # Refreshes a row already in the session with what the lock saw.
-        query = query.with_for_update().execution_options(populate_existing=True)
+        query = locked(query)
     method: PaymentMethod | None = await session.scalar(query)
     if method is None:
         raise NotFound(f"no payment method {method_id}", param="id")

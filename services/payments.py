@@ -26,6 +26,7 @@ from domain.payments import (
 from models.payments import PAYMENT_NUMBERS, Payment, PaymentMethod, PaymentSplit, StripeCustomer
 from services import ledger, outbox
 from services.escrow import payee_account
+from services.locking import locked
 
 # Money Stripe collected for the platform: captures add to it, refunds take from it.
 CARD_PAYMENTS_ACCOUNT = "stripe:card-payments"
@@ -133,7 +134,7 @@ async def create_payment(
 
 async def get(session: AsyncSession, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment:
     query = select(Payment).where(Payment.id == payment_id)
-    payment = await session.scalar(query.with_for_update() if for_update else query)
+    payment = await session.scalar(locked(query) if for_update else query)
     if payment is None:
         raise NotFound(f"no payment {payment_id}", param="id")
     return payment

@@ -20,6 +20,7 @@ from domain.money import Money
 from models.escrow import Payout, PayoutSchedule
 from services import ledger, outbox
 from services.escrow import payee_account
+from services.locking import locked
 
 STRIPE_ACCOUNT = "stripe:transfers"
 RETRY_WINDOW_SECONDS = 23 * 3600
@@ -124,9 +125,7 @@ async def get(
     session: AsyncSession, schedule_id: uuid.UUID, *, for_update: bool = False
 ) -> PayoutSchedule:
     query = select(PayoutSchedule).where(PayoutSchedule.id == schedule_id)
-    found: PayoutSchedule | None = await session.scalar(
-        query.with_for_update() if for_update else query
-    )
+    found: PayoutSchedule | None = await session.scalar(locked(query) if for_update else query)
     if found is None:
         raise NotFound(f"no payout schedule {schedule_id}", param="id")
     return found

@@ -25,6 +25,7 @@ from domain.payments import (
 )
 from models.payments import REFUND_NUMBERS, Payment, Refund
 from services import ledger, outbox, payments
+from services.locking import locked
 
 
 def refund_view(refund: Refund) -> dict[str, Any]:
@@ -108,7 +109,7 @@ async def create_refund(
 
 async def get(session: AsyncSession, refund_id: uuid.UUID, *, for_update: bool = False) -> Refund:
     query = select(Refund).where(Refund.id == refund_id)
-    refund = await session.scalar(query.with_for_update() if for_update else query)
+    refund = await session.scalar(locked(query) if for_update else query)
     if refund is None:
         raise NotFound(f"no refund {refund_id}", param="id")
     return refund

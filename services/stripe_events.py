@@ -19,6 +19,7 @@ from domain.actors import Actor, Role
 from domain.errors import Conflict, NotFound, ValidationError
 from models.payments import Payment, Refund, StripeEvent
 from services import audit
+from services.locking import locked
 
 ENTITY_TYPE = "stripe_event"
 PAYMENT_METADATA = "tollgate_payment_id"
@@ -146,9 +147,7 @@ async def store(
 
 async def get(session: AsyncSession, event_id: str, *, for_update: bool = False) -> StripeEvent:
     query = select(StripeEvent).where(StripeEvent.id == event_id)
-    found: StripeEvent | None = await session.scalar(
-        query.with_for_update() if for_update else query
-    )
+    found: StripeEvent | None = await session.scalar(locked(query) if for_update else query)
     if found is None:
         raise NotFound(f"no Stripe event {event_id}", param="id")
     return found

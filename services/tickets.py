@@ -21,6 +21,7 @@ from domain.tickets.verification import Reason, verify_offline
 from models.anchoring import AnchorBatch
 from models.tickets import Ticket, TicketVerification
 from services import audit
+from services.locking import locked
 
 
 def ticket_view(ticket: Ticket) -> dict[str, Any]:
@@ -92,7 +93,7 @@ async def issue(
 
 async def get(session: AsyncSession, ticket_id: uuid.UUID, *, for_update: bool = False) -> Ticket:
     query = select(Ticket).where(Ticket.id == ticket_id)
-    ticket = await session.scalar(query.with_for_update() if for_update else query)
+    ticket = await session.scalar(locked(query) if for_update else query)
     if ticket is None:
         raise NotFound(f"No ticket {ticket_id}", param="id")
     return ticket

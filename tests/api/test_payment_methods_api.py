@@ -81,6 +81,7 @@ async def test_a_customer_adds_a_card_attached_at_stripe(
     method = stripe_client.v1.payment_methods.retrieve(pm_id)
     assert method.customer is not None
     stripe_customer = stripe_client.v1.customers.retrieve(str(method.customer))
+    assert stripe_customer.metadata is not None
     assert stripe_customer.metadata["tollgate_customer_id"] == customer
     assert CARD_NUMBER not in str(added)
 

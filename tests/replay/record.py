@@ -7,6 +7,7 @@ to replay what older code wrote, so only the missing files are written.
 """
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowContinuedAsNewError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -25,6 +26,7 @@ from integrations.temporal import add_search_attributes
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.escrow import EscrowHoldWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
+from workflows.markets import MarketResolutionWorkflow
 from workflows.payouts import PayoutScheduleWorkflow
 from workflows.search_attributes import ALL
 from workflows.stripe_events import StripeEventDeliveryWorkflow
@@ -42,6 +44,7 @@ from workflows.types import (
     DeadLetterStripeEventInput,
     DeliverStripeEventInput,
     DisputeHold,
+    DisputeMarket,
     EscrowApproveInput,
     EscrowDisputeInput,
     EscrowExtendInput,
@@ -54,6 +57,13 @@ from workflows.types import (
     ExtendHold,
     FailBatchInput,
     HoldSignal,
+    MarketLoadInput,
+    MarketReasonInput,
+    MarketResolutionInput,
+    MarketSignal,
+    MarketStartInput,
+    MarketState,
+    MarketStepInput,
     PayoutCancelInput,
     PayoutCompleteInput,
     PayoutFailInput,
@@ -66,6 +76,8 @@ from workflows.types import (
     PurgeInput,
     PurgeResult,
     ReleasePartial,
+    ResolveMarket,
+    RollbackMarket,
     StripeEventDeliveryInput,
     StripeEventState,
     SubmitBatchResult,
@@ -403,6 +415,7 @@ async def record() -> None:
             await record_escrow(env, queue, holds)
             await record_payouts(env, queue, stripe_queue, schedules)
             await record_stripe_events(env)
+            await record_markets(env)
     finally:
         await env.shutdown()
 
@@ -503,6 +516,144 @@ async def record_stripe_events(env: WorkflowEnvironment) -> None:
             )
             await handle.result()
             await save(handle, name)
+
+
+@dataclass
+class StubMarket:
+    status: str = "open"
+    resolution_id: uuid.UUID | None = None
+    resolution_status: str | None = None
+    winning_option_id: uuid.UUID | None = None
+    # The next distribution is refused for good (the saga compensates it).
+    refuse_distribution: bool = False
+
+    def state(self) -> MarketState:
+        paid = 1_000 if self.resolution_status in ("completed", "disputed") else 0
+        return MarketState(
+            status=self.status,
+            resolution_id=self.resolution_id,
+            resolution_status=self.resolution_status,
+            winning_option_id=self.winning_option_id,
+            pool=paid,
+            paid_out=paid,
+        )
+
+
+class MarketStubs:
+    """Markets kept in memory, refusing what ``services.markets`` refuses; a distribution's
+    first attempt finds the database away."""
+
+    def __init__(self) -> None:
+        self.markets: dict[uuid.UUID, StubMarket] = {}
+        self.of_resolution: dict[uuid.UUID, StubMarket] = {}
+
+    @activity.defn(name="market_load")
+    async def load(self, request: MarketLoadInput) -> MarketState:
+        return self.markets[request.market_id].state()
+
+    @activity.defn(name="market_start_resolution")
+    async def start_resolution(self, request: MarketStartInput) -> MarketState:
+        market = self.markets[request.market_id]
+        if market.status not in ("open", "rolled_back"):
+            raise ApplicationError("not resolvable", type="Conflict", non_retryable=True)
+        market.resolution_id = uuid.uuid4()
+        self.of_resolution[market.resolution_id] = market
+        market.status, market.resolution_status = "resolving", "distributing"
+        market.winning_option_id = request.option_id
+        return market.state()
+
+    @activity.defn(name="market_distribute")
+    async def distribute(self, request: MarketStepInput) -> MarketState:
+        market = self.of_resolution[request.resolution_id]
+        if market.refuse_distribution:
+            market.refuse_distribution = False
+            raise ApplicationError("refused", type="ValidationError", non_retryable=True)
+        if activity.info().attempt == 1:
+            raise RuntimeError("the database is away")
+        market.status, market.resolution_status = "resolved", "completed"
+        return market.state()
+
+    @activity.defn(name="market_abandon_resolution")
+    async def abandon(self, request: MarketReasonInput) -> MarketState:
+        market = self.of_resolution[request.resolution_id]
+        market.status, market.resolution_status = "open", "failed"
+        return market.state()
+
+    @activity.defn(name="market_dispute")
+    async def dispute(self, request: MarketReasonInput) -> MarketState:
+        market = self.of_resolution[request.resolution_id]
+        market.status = market.resolution_status = "disputed"
+        return market.state()
+
+    @activity.defn(name="market_uphold")
+    async def uphold(self, request: MarketStepInput) -> MarketState:
+        market = self.of_resolution[request.resolution_id]
+        market.status, market.resolution_status = "resolved", "completed"
+        return market.state()
+
+    @activity.defn(name="market_rollback")
+    async def rollback(self, request: MarketReasonInput) -> MarketState:
+        market = self.of_resolution[request.resolution_id]
+        market.status = market.resolution_status = "rolled_back"
+        return market.state()
+
+    @activity.defn(name="market_settle")
+    async def settle(self, request: MarketStepInput) -> MarketState:
+        market = self.of_resolution[request.resolution_id]
+        market.status = "settled"
+        return market.state()
+
+
+async def record_markets(env: WorkflowEnvironment) -> None:
+    """A resolution refused for good and compensated, resolved again (a retried
+    distribution), resolved a third time (refused), disputed, upheld and settled; another
+    resolved, disputed and rolled back (its run continues as new)."""
+    queue = f"record-markets-{uuid.uuid4()}"
+    stubs = MarketStubs()
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[MarketResolutionWorkflow],
+        activities=[
+            stubs.load,
+            stubs.start_resolution,
+            stubs.distribute,
+            stubs.abandon,
+            stubs.dispute,
+            stubs.uphold,
+            stubs.rollback,
+            stubs.settle,
+        ],
+    ):
+        for name in ("market_resolution_settled", "market_resolution_rolled_back"):
+            market_id, option_id = uuid.uuid4(), uuid.uuid4()
+            settled = name == "market_resolution_settled"
+            stubs.markets[market_id] = StubMarket(refuse_distribution=settled)
+            resolve = ResolveMarket(option_id=option_id, by="recorded")
+            handle = await env.client.start_workflow(
+                MarketResolutionWorkflow.run,
+                MarketResolutionInput(market_id=market_id, dispute_window_seconds=3600),
+                id=f"market-resolution-{name}",
+                task_queue=queue,
+                start_signal="resolve",
+                start_signal_args=[resolve],
+            )
+            if settled:
+                await handle.signal(MarketResolutionWorkflow.resolve, resolve)
+                await handle.signal(MarketResolutionWorkflow.resolve, resolve)
+            await handle.signal(MarketResolutionWorkflow.dispute, DisputeMarket(reason="recorded"))
+            if settled:
+                await handle.signal(MarketResolutionWorkflow.uphold, MarketSignal(by="recorded"))
+                await handle.result()
+            else:
+                await handle.signal(
+                    MarketResolutionWorkflow.rollback, RollbackMarket(reason="recorded")
+                )
+                with contextlib.suppress(WorkflowContinuedAsNewError):
+                    await handle.result(follow_runs=False)
+            # A signal-with-start handle names no run: save the first, not the latest.
+            first = env.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+            await save(first, name)
 
 
 if __name__ == "__main__":

@@ -329,6 +329,6 @@ async def test_lists_filter_and_paginate(session: AsyncSession) -> None:
     rest = await stripe_events.list_events(
         session, limit=2, payment_id=payment.id, starting_after=first[1].id
     )
-    assert [row.id for row in first[:2] + list(rest)] == await ids(payment_id=payment.id)
+    assert [row.id for row in [*first[:2], *rest]] == await ids(payment_id=payment.id)
     with pytest.raises(ValidationError):
         await stripe_events.list_events(session, limit=2, starting_after="evt_nope")
