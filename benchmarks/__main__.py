@@ -2,14 +2,16 @@
 
 import asyncio
 
-from benchmarks import anchoring, escrow, ledger, tickets
+from benchmarks import anchoring, escrow, ledger, markets, payments, tickets
 
 
 def main() -> None:
     asyncio.run(ledger.main())
+    asyncio.run(markets.main())
     tickets.main()
     anchoring.main()
     escrow.main()
+    payments.main()
 
 
 if __name__ == "__main__":

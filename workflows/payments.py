@@ -78,6 +78,7 @@ class PaymentWorkflow:
         self._intent_cancelled = False
         self._intent_captured = False
         self._events: list[str] = []
+        self._seen: set[str] = set()
 
     @workflow.run
     async def run(self, payment: PaymentInput) -> PaymentStatusView:
@@ -350,6 +351,9 @@ class PaymentWorkflow:
     def stripe_event(self, event: StripeEventSignal) -> None:
         """Stripe's word on the intent: captured or cancelled outside this workflow (the
         dashboard, or Stripe expiring the authorization) moves the payment along."""
+        if event.event_id in self._seen:
+            return  # a delivery retried after its signal arrived
+        self._seen.add(event.event_id)
         self._events.append(event.type)
         if event.type == "payment_intent.canceled":
             self._intent_cancelled = True

@@ -66,6 +66,7 @@ class RefundWorkflow:
         self._reject: RejectRefund | None = None
         self._stripe_status: str | None = None
         self._events: list[str] = []
+        self._seen: set[str] = set()
 
     @workflow.run
     async def run(self, refund: RefundInput) -> RefundStatusView:
@@ -165,6 +166,9 @@ class RefundWorkflow:
 
     @workflow.signal
     def stripe_event(self, event: StripeEventSignal) -> None:
+        if event.event_id in self._seen:
+            return  # a delivery retried after its signal arrived
+        self._seen.add(event.event_id)
         self._events.append(event.type)
         if event.type.startswith("refund.") and event.status is not None:
             self._stripe_status = event.status

@@ -14,11 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.customers import acting_for, check_customer
 from api.deps import Admin, CurrentActor, Session
 from api.fields import Party
 from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
-from domain.actors import Actor, Role
-from domain.errors import NotFound, PermissionDenied, ValidationError
+from domain.actors import Actor
+from domain.errors import NotFound
 from domain.payments import PaymentMethodStatus, PaymentMethodType, VerificationStatus
 from integrations import stripe_customers
 from models.payments import PaymentMethod
@@ -26,7 +27,6 @@ from services import payment_methods
 
 router = APIRouter(prefix="/payment-methods", tags=["payment methods"])
 
-ADMIN_ROLES = frozenset({Role.PLATFORM_ADMIN, Role.BILLING_ADMIN})
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
 
@@ -114,14 +114,6 @@ def method_out(method: PaymentMethod) -> PaymentMethodOut:
     )
 
 
-def check_customer(actor: Actor, customer_id: str) -> None:
-    """Admins act for any customer, a customer only for itself, other roles for nobody."""
-    if actor.role in ADMIN_ROLES:
-        return
-    if actor.role is not Role.CUSTOMER or actor.id != customer_id:
-        raise PermissionDenied("customers may only see and change their own payment methods")
-
-
 async def _owned(session: AsyncSession, method_id: uuid.UUID, actor: Actor) -> PaymentMethod:
     method = await payment_methods.get(session, method_id)
     check_customer(actor, method.customer_id)
@@ -135,14 +127,7 @@ async def add_payment_method(
     """Attach the tokenized card to the customer at Stripe and store its display details.
     The customer's first active method becomes the default, as does one sent with
     ``set_default``."""
-    customer_id = body.customer_id
-    if customer_id is None:
-        if actor.role in ADMIN_ROLES:
-            raise ValidationError(
-                "customer_id is required when an admin adds a method", param="customer_id"
-            )
-        customer_id = actor.id
-    check_customer(actor, customer_id)
+    customer_id = acting_for(actor, body.customer_id)
     if body.token.startswith("pm_"):
         # Refused before Stripe: attaching again could move a removed card back to Stripe's
         # customer while Tollgate keeps it removed.

@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 
 from devstack.binaries import find
 from integrations.temporal import add_search_attributes
+from tests.replay.record_payments import record_payments
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.escrow import EscrowHoldWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
@@ -416,6 +417,7 @@ async def record() -> None:
             await record_payouts(env, queue, stripe_queue, schedules)
             await record_stripe_events(env)
             await record_markets(env)
+            await record_payments(env, save)
     finally:
         await env.shutdown()
 

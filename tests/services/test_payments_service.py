@@ -9,12 +9,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.actors import SYSTEM, Actor, Role
 from domain.errors import Conflict, TollgateError
-from domain.fraud import Assessment, FraudRules, RiskLevel, RuleHit, assess
+from domain.fraud import (
+    Assessment,
+    FraudRules,
+    FraudSignals,
+    ReviewDecision,
+    RiskLevel,
+    RuleHit,
+    assess,
+)
 from domain.money import Money
 from domain.payments import Allocation, PaymentStatus, RefundReason
 from integrations.stripe_customers import CardDetails
@@ -148,7 +156,9 @@ async def load(db: Db, payment_id: uuid.UUID) -> Payment:
 
 async def split_state(db: Db, payment_id: uuid.UUID) -> list[tuple[int, int]]:
     async with db() as session:
-        return [(line.captured, line.refunded) for line in await payments.splits(session, payment_id)]
+        return [
+            (line.captured, line.refunded) for line in await payments.splits(session, payment_id)
+        ]
 
 
 # Payments: creation, capture and its ledger posting
@@ -228,7 +238,7 @@ async def test_complete_twice_posts_once(db: Db) -> None:
     assert again.status == "completed"
     async with db() as session:
         count = await session.scalar(
-            select(text("count(*)"))
+            select(func.count())
             .select_from(LedgerTransaction)
             .where(LedgerTransaction.external_ref == f"payment-{payment.id}-capture")
         )
@@ -301,7 +311,9 @@ async def test_a_capture_under_way_cannot_be_cancelled_but_can_be_voided(db: Db)
 # Fraud signals
 
 
-async def signals_of(db: Db, payment: Payment, method: PaymentMethod, rules: FraudRules):  # type: ignore[no-untyped-def]
+async def signals_of(
+    db: Db, payment: Payment, method: PaymentMethod, rules: FraudRules
+) -> FraudSignals:
     async with db() as session:
         return await payments.fraud_signals(session, payment, method, rules, datetime.now(UTC))
 
@@ -376,7 +388,9 @@ async def test_fraud_signals_count_previous_declines_and_the_age_of_the_method(d
 
     assert signals.previous_declines == 2  # the failure without a decline code is not one
     assert signals.new_payment_method is False
-    assert (await signals_of(db, payment, method, FraudRules(new_payment_method_hours=72))).new_payment_method
+    assert (
+        await signals_of(db, payment, method, FraudRules(new_payment_method_hours=72))
+    ).new_payment_method
 
 
 # Fraud checks
@@ -463,8 +477,6 @@ async def test_the_real_rules_stored_with_their_hits(db: Db) -> None:
 
 
 async def review(db: Db, payment_id: uuid.UUID, decision: str, notes: str | None = None) -> None:
-    from domain.fraud import ReviewDecision
-
     async with db() as session, session.begin():
         await fraud_checks.review(
             session,
@@ -699,9 +711,14 @@ async def test_a_failed_refund_releases_its_reservation(db: Db) -> None:
     stored = await load(db, payment.id)
     assert (stored.amount_refund_pending, stored.amount_refunded) == (0, 0)
     async with db() as session:
-        assert await session.scalar(
-            select(LedgerTransaction.id).where(LedgerTransaction.external_ref == f"refund-{created.id}")
-        ) is None
+        assert (
+            await session.scalar(
+                select(LedgerTransaction.id).where(
+                    LedgerTransaction.external_ref == f"refund-{created.id}"
+                )
+            )
+            is None
+        )
     # A failed refund cannot be completed afterwards, and its amount is refundable again.
     with pytest.raises(Conflict):
         await complete_refund(db, created.id)
@@ -777,11 +794,6 @@ async def test_a_refund_completed_meanwhile_cannot_then_be_failed(db: Db) -> Non
         await _wait_for_a_lock_waiter(db)
         await refunds.complete(holder, first.id, stripe_refund_id="re_first", actor=SYSTEM)
 
-    try:
-        print("RESULT", await failing)
-    except BaseException as exc:
-        print("RAISED", type(exc), exc)
-        raise
     with pytest.raises(Conflict):
         await failing
 
