@@ -47,7 +47,7 @@ DATABASE: dict[str, Any] = {
 # market, heartbeating meanwhile. After the last attempt the saga compensates the start.
 DISTRIBUTE: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=10),
-    "heartbeat_timeout": timedelta(seconds=30),
+    "heartbeat_timeout": timedelta(seconds=10),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
