@@ -125,7 +125,7 @@ def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
 def stripe_event_activities(sessionmaker: Any, client: Client) -> list[Any]:
     """Delivery of Stripe events to their workflows, on the main task queue."""
     events = StripeEventActivities(sessionmaker, client)
-    return [events.deliver, events.record_failure, events.dead_letter]
+    return [events.deliver, events.dead_letter]
 
 
 def chain_sender(sessionmaker: Any, settings: Settings) -> ChainSender:

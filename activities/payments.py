@@ -11,11 +11,11 @@ from activities.errors import business_errors
 from activities.heartbeat import heartbeating
 from domain.actors import Actor, Role
 from domain.errors import CardDeclined, Conflict
-from domain.fraud import FraudRules, ReviewDecision, assess
+from domain.fraud import FraudRules, ReviewDecision
 from domain.payments import PaymentStatus
 from integrations import stripe_payments
 from models.payments import Payment
-from services import fraud_checks, payment_methods, payments
+from services import fraud_checks, payments
 from workflows.types import (
     PaymentAuthorizedInput,
     PaymentCloseInput,
@@ -66,18 +66,13 @@ class PaymentActivities:
         with business_errors():
             async with self.sessionmaker() as session, session.begin():
                 payment = await payments.get(session, request.payment_id, for_update=True)
-                if await fraud_checks.for_payment(session, payment.id) is None:
-                    method = await payment_methods.get(session, payment.payment_method_id)
-                    signals = await payments.fraud_signals(
-                        session, payment, method, self.fraud_rules, datetime.now(UTC)
-                    )
-                    await fraud_checks.record_assessment(
-                        session,
-                        payment,
-                        method,
-                        assess(signals, self.fraud_rules),
-                        actor=system(request.actor),
-                    )
+                await fraud_checks.check_payment(
+                    session,
+                    payment,
+                    self.fraud_rules,
+                    now=datetime.now(UTC),
+                    actor=system(request.actor),
+                )
                 return state_of(payment)
 
     @activity.defn(name="payment_review")
@@ -168,15 +163,16 @@ class StripePaymentActivities:
         self.sessionmaker = sessionmaker
         self.stripe_client = stripe_client
 
-    async def _payment(self, request: StripeIntentInput) -> tuple[Payment, tuple[str, str]]:
+    async def _payment(self, request: StripeIntentInput) -> Payment:
         async with self.sessionmaker() as session:
-            payment = await payments.get(session, request.payment_id)
-            return payment, await payments.stripe_references(session, payment)
+            return await payments.get(session, request.payment_id)
 
     @activity.defn(name="stripe_authorize_payment")
     async def authorize(self, request: StripeIntentInput) -> StripeIntentResult:
         with business_errors():
-            payment, (customer, method) = await self._payment(request)
+            async with self.sessionmaker() as session:
+                payment = await payments.get(session, request.payment_id)
+                customer, method = await payments.stripe_references(session, payment)
             try:
                 intent = await heartbeating(
                     stripe_payments.authorize(
@@ -203,7 +199,7 @@ class StripePaymentActivities:
     @activity.defn(name="stripe_capture_payment")
     async def capture(self, request: StripeIntentInput) -> StripeIntentResult:
         with business_errors():
-            payment, _ = await self._payment(request)
+            payment = await self._payment(request)
             if payment.stripe_payment_intent_id is None:
                 raise Conflict(f"payment {payment.id} was never authorized", status=payment.status)
             intent = await heartbeating(
@@ -219,7 +215,7 @@ class StripePaymentActivities:
     @activity.defn(name="stripe_cancel_payment")
     async def cancel(self, request: StripeIntentInput) -> StripeIntentResult:
         with business_errors():
-            payment, _ = await self._payment(request)
+            payment = await self._payment(request)
             if payment.stripe_payment_intent_id is None:
                 return StripeIntentResult(intent_id=None, status="canceled")
             intent = await heartbeating(

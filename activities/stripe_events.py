@@ -17,7 +17,6 @@ from services.stripe_events import EventStatus, Target, TargetNotReady, stripe_o
 from workflows.types import (
     DeadLetterStripeEventInput,
     DeliverStripeEventInput,
-    RecordStripeEventFailureInput,
     StripeEventSignal,
     StripeEventState,
 )
@@ -104,21 +103,13 @@ class StripeEventActivities:
         return f"signalled {target.workflow_id}"
 
     async def _count_failure(self, event_id: str, error: str) -> None:
+        """Counts a failed delivery attempt and keeps its error, in its own transaction."""
         try:
-            await self.record_failure(RecordStripeEventFailureInput(event_id=event_id, error=error))
+            async with self.sessionmaker() as session, session.begin():
+                await stripe_events.record_failure(session, event_id, error, actor=DELIVERY_ACTOR)
         except Exception:
             # The attempt's own error is what matters to the retry policy: keep raising that.
             log.exception("could not count a failed delivery of Stripe event %s", event_id)
-
-    @activity.defn(name="record_stripe_event_failure")
-    async def record_failure(self, request: RecordStripeEventFailureInput) -> StripeEventState:
-        """Counts a failed delivery attempt and keeps its error, in its own transaction."""
-        with business_errors():
-            async with self.sessionmaker() as session, session.begin():
-                event = await stripe_events.record_failure(
-                    session, request.event_id, request.error, actor=DELIVERY_ACTOR
-                )
-                return state_of(event)
 
     @activity.defn(name="dead_letter_stripe_event")
     async def dead_letter(self, request: DeadLetterStripeEventInput) -> StripeEventState:

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Depends, Query
 from pydantic import BaseModel
 
 from domain.errors import ValidationError
@@ -25,6 +25,9 @@ def page_params(
     ] = None,
 ) -> PageParams:
     return PageParams(limit=limit, starting_after=starting_after)
+
+
+PageQuery = Annotated[PageParams, Depends(page_params)]
 
 
 class Page(BaseModel, Generic[Item]):

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import stripe
 
-if TYPE_CHECKING:
-    from stripe.params import RefundCreateParams
-
 from domain.errors import Conflict
 from integrations.stripe_client import stripe_errors
+
+if TYPE_CHECKING:
+    from stripe.params import RefundCreateParams
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import Actor
@@ -20,6 +20,7 @@ from domain.money import Money
 from models.escrow import EscrowHold, EscrowMovement
 from services import ledger, outbox
 from services.locking import locked
+from services.pagination import newest_first
 
 ESCROW_ACCOUNT = "escrow"
 
@@ -345,12 +346,8 @@ async def list_holds(
     due_before: datetime | None = None,
 ) -> Sequence[EscrowHold]:
     """Newest first, ``limit + 1`` rows so callers can tell ``has_more``."""
-    query = select(EscrowHold).order_by(EscrowHold.created_at.desc(), EscrowHold.id.desc())
-    if starting_after is not None:
-        anchor = await get(session, starting_after)
-        query = query.where(
-            tuple_(EscrowHold.created_at, EscrowHold.id) < tuple_(anchor.created_at, anchor.id)
-        )
+    after = await get(session, starting_after) if starting_after is not None else None
+    query = newest_first(select(EscrowHold), EscrowHold, after)
     if hold_id is not None:
         query = query.where(EscrowHold.id == hold_id)
     if status:

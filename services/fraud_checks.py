@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import Actor
@@ -15,16 +15,19 @@ from domain.errors import NotFound
 from domain.fraud import (
     Assessment,
     FraudCheckStatus,
+    FraudRules,
     ReviewDecision,
     RiskLevel,
+    assess,
     check_reviewable,
     initial_status,
     review_status,
 )
 from domain.payments import PaymentStatus
 from models.payments import FraudCheck, Payment, PaymentMethod
-from services import outbox, payments
+from services import outbox, payment_methods, payments
 from services.locking import locked
+from services.pagination import newest_first
 
 
 def check_view(check: FraudCheck) -> dict[str, Any]:
@@ -78,6 +81,30 @@ async def record_assessment(
     existing = await for_payment(session, payment.id)
     if existing is not None:
         return existing
+    return await _record(session, payment, method, assessment, actor=actor)
+
+
+async def check_payment(
+    session: AsyncSession, payment: Payment, rules: FraudRules, *, now: datetime, actor: Actor
+) -> FraudCheck:
+    """Scores the (locked) PENDING payment against ``rules`` and records it, once: a payment
+    already checked keeps its first check, and its signals are not gathered again."""
+    existing = await for_payment(session, payment.id)
+    if existing is not None:
+        return existing
+    method = await payment_methods.get(session, payment.payment_method_id)
+    signals = await payments.fraud_signals(session, payment, method, rules, now)
+    return await _record(session, payment, method, assess(signals, rules), actor=actor)
+
+
+async def _record(
+    session: AsyncSession,
+    payment: Payment,
+    method: PaymentMethod,
+    assessment: Assessment,
+    *,
+    actor: Actor,
+) -> FraudCheck:
     status = initial_status(assessment.level)
     check = FraudCheck(
         id=uuid.uuid4(),
@@ -174,12 +201,8 @@ async def list_checks(
     status: str | None = None,
 ) -> Sequence[FraudCheck]:
     """Newest first, ``limit + 1`` rows."""
-    query = select(FraudCheck).order_by(FraudCheck.created_at.desc(), FraudCheck.id.desc())
-    if starting_after is not None:
-        anchor = await get(session, starting_after)
-        query = query.where(
-            tuple_(FraudCheck.created_at, FraudCheck.id) < tuple_(anchor.created_at, anchor.id)
-        )
+    after = await get(session, starting_after) if starting_after is not None else None
+    query = newest_first(select(FraudCheck), FraudCheck, after)
     if payment_id is not None:
         query = query.where(FraudCheck.payment_id == payment_id)
     if customer_id is not None:

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +15,7 @@ from domain.ledger import AccountType, PostingLine, check_transaction
 from domain.money import Money
 from models.ledger import LedgerAccount, LedgerPosting, LedgerTransaction
 from services import audit
+from services.pagination import newest_first
 
 
 def account_view(account: LedgerAccount) -> dict[str, Any]:
@@ -256,14 +257,8 @@ async def list_transactions(
     account_code: str | None = None,
 ) -> Sequence[LedgerTransaction]:
     """Newest first, paged by (created_at, id)."""
-    order = (LedgerTransaction.created_at.desc(), LedgerTransaction.id.desc())
-    query = select(LedgerTransaction).order_by(*order).limit(limit + 1)
-    if starting_after is not None:
-        cursor = await get_transaction(session, starting_after)
-        query = query.where(
-            tuple_(LedgerTransaction.created_at, LedgerTransaction.id)
-            < tuple_(cursor.created_at, cursor.id)
-        )
+    after = await get_transaction(session, starting_after) if starting_after is not None else None
+    query = newest_first(select(LedgerTransaction), LedgerTransaction, after).limit(limit + 1)
     if account_code is not None:
         account = await get_account(session, account_code)
         query = query.where(

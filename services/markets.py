@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,6 +54,7 @@ from models.markets import (
 )
 from services import audit, ledger, outbox
 from services.locking import locked
+from services.pagination import newest_first
 
 ISSUANCE_ACCOUNT = "token-issuance"
 HOUSE_ACCOUNT = "market-fees"
@@ -291,12 +292,8 @@ async def list_markets(
     status: str | None = None,
 ) -> Sequence[Market]:
     """Newest first, ``limit + 1`` rows so callers can tell ``has_more``."""
-    query = select(Market).order_by(Market.created_at.desc(), Market.id.desc())
-    if starting_after is not None:
-        anchor = await get(session, starting_after)
-        query = query.where(
-            tuple_(Market.created_at, Market.id) < tuple_(anchor.created_at, anchor.id)
-        )
+    after = await get(session, starting_after) if starting_after is not None else None
+    query = newest_first(select(Market), Market, after)
     if status:
         query = query.where(Market.status == status)
     return list(await session.scalars(query.limit(limit + 1)))

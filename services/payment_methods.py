@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,7 @@ from domain.payments import PaymentMethodStatus, PaymentMethodType, Verification
 from models.payments import PaymentMethod, StripeCustomer
 from services import outbox
 from services.locking import locked
+from services.pagination import newest_first
 
 ENTITY = "payment_method"
 
@@ -310,11 +311,7 @@ async def list_for_customer(
 ) -> Sequence[PaymentMethod]:
     """Newest first, ``limit + 1`` rows so callers can tell ``has_more``. The cursor must be a
     method of this customer."""
-    query = (
-        select(PaymentMethod)
-        .where(PaymentMethod.customer_id == customer_id)
-        .order_by(PaymentMethod.created_at.desc(), PaymentMethod.id.desc())
-    )
+    anchor = None
     if starting_after is not None:
         anchor = await session.scalar(
             select(PaymentMethod).where(
@@ -325,10 +322,11 @@ async def list_for_customer(
             raise ValidationError(
                 "starting_after must be an id from this list", param="starting_after"
             )
-        query = query.where(
-            tuple_(PaymentMethod.created_at, PaymentMethod.id)
-            < tuple_(anchor.created_at, anchor.id)
-        )
+    query = newest_first(
+        select(PaymentMethod).where(PaymentMethod.customer_id == customer_id),
+        PaymentMethod,
+        anchor,
+    )
     if active_only:
         query = query.where(PaymentMethod.status == PaymentMethodStatus.ACTIVE.value)
     if type is not None:

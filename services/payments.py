@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import Actor
@@ -27,6 +27,7 @@ from models.payments import PAYMENT_NUMBERS, Payment, PaymentMethod, PaymentSpli
 from services import ledger, outbox
 from services.escrow import payee_account
 from services.locking import locked
+from services.pagination import newest_first
 
 # Money Stripe collected for the platform: captures add to it, refunds take from it.
 CARD_PAYMENTS_ACCOUNT = "stripe:card-payments"
@@ -105,11 +106,6 @@ async def create_payment(
         description=description,
         country=country.upper() if country else None,
         capture_delay_seconds=capture_delay_seconds,
-        amount_authorized=0,
-        amount_captured=0,
-        amount_refunded=0,
-        amount_refund_pending=0,
-        platform_commission=0,
         metadata_=metadata or {},
     )
     session.add(payment)
@@ -123,8 +119,6 @@ async def create_payment(
             gross=line.gross,
             commission=line.commission,
             amount=line.amount,
-            captured=0,
-            refunded=0,
         )
         for seq, line in enumerate(lines)
     )
@@ -168,6 +162,21 @@ async def splits(session: AsyncSession, payment_id: uuid.UUID) -> Sequence[Payme
     ).all()
 
 
+async def splits_of(
+    session: AsyncSession, payment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[PaymentSplit]]:
+    """The splits of several payments in one query (a page of a list)."""
+    found: dict[uuid.UUID, list[PaymentSplit]] = {payment_id: [] for payment_id in payment_ids}
+    rows = await session.scalars(
+        select(PaymentSplit)
+        .where(PaymentSplit.payment_id.in_(payment_ids))
+        .order_by(PaymentSplit.payment_id, PaymentSplit.seq)
+    )
+    for split in rows:
+        found[split.payment_id].append(split)
+    return found
+
+
 async def list_payments(
     session: AsyncSession,
     *,
@@ -192,12 +201,8 @@ async def list_payments(
                 select(PaymentSplit.payment_id).where(PaymentSplit.vendor_id == vendor_id)
             )
         )
-    if starting_after is not None:
-        anchor = await get(session, starting_after)
-        query = query.where(
-            tuple_(Payment.created_at, Payment.id) < tuple_(anchor.created_at, anchor.id)
-        )
-    query = query.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit + 1)
+    after = await get(session, starting_after) if starting_after is not None else None
+    query = newest_first(query, Payment, after).limit(limit + 1)
     return (await session.scalars(query)).all()
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import Actor
@@ -21,6 +21,7 @@ from models.escrow import Payout, PayoutSchedule
 from services import ledger, outbox
 from services.escrow import payee_account
 from services.locking import locked
+from services.pagination import newest_first
 
 STRIPE_ACCOUNT = "stripe:transfers"
 RETRY_WINDOW_SECONDS = 23 * 3600
@@ -311,15 +312,8 @@ async def list_schedules(
     trigger_event: str | None = None,
 ) -> Sequence[PayoutSchedule]:
     """Newest first, ``limit + 1`` rows so callers can tell ``has_more``."""
-    query = select(PayoutSchedule).order_by(
-        PayoutSchedule.created_at.desc(), PayoutSchedule.id.desc()
-    )
-    if starting_after is not None:
-        anchor = await get(session, starting_after)
-        query = query.where(
-            tuple_(PayoutSchedule.created_at, PayoutSchedule.id)
-            < tuple_(anchor.created_at, anchor.id)
-        )
+    after = await get(session, starting_after) if starting_after is not None else None
+    query = newest_first(select(PayoutSchedule), PayoutSchedule, after)
     if schedule_id is not None:
         query = query.where(PayoutSchedule.id == schedule_id)
     if status:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import Actor
@@ -26,6 +26,7 @@ from domain.payments import (
 from models.payments import REFUND_NUMBERS, Payment, Refund
 from services import ledger, outbox, payments
 from services.locking import locked
+from services.pagination import newest_first
 
 
 def refund_view(refund: Refund) -> dict[str, Any]:
@@ -241,12 +242,8 @@ async def list_refunds(
     customer_id: str | None = None,
 ) -> Sequence[Refund]:
     """Newest first, ``limit + 1`` rows."""
-    query = select(Refund).order_by(Refund.created_at.desc(), Refund.id.desc())
-    if starting_after is not None:
-        anchor = await get(session, starting_after)
-        query = query.where(
-            tuple_(Refund.created_at, Refund.id) < tuple_(anchor.created_at, anchor.id)
-        )
+    after = await get(session, starting_after) if starting_after is not None else None
+    query = newest_first(select(Refund), Refund, after)
     if payment_id is not None:
         query = query.where(Refund.payment_id == payment_id)
     if order_id is not None:

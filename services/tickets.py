@@ -22,6 +22,7 @@ from models.anchoring import AnchorBatch
 from models.tickets import Ticket, TicketVerification
 from services import audit
 from services.locking import locked
+from services.pagination import newest_first
 
 
 def ticket_view(ticket: Ticket) -> dict[str, Any]:
@@ -146,7 +147,7 @@ async def list_tickets(
     starting_after: uuid.UUID | None = None,
 ) -> Sequence[Ticket]:
     """Newest first, only what ``actor`` may see; ``limit + 1`` rows for ``has_more``."""
-    query = select(Ticket).order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(limit + 1)
+    query = select(Ticket).limit(limit + 1)
     if actor.role is Role.CUSTOMER:
         query = query.where(Ticket.user_id == actor.id)
     elif actor.role is Role.DRIVER:
@@ -166,12 +167,8 @@ async def list_tickets(
         query = query.where(Ticket.created_at >= filters.created_gte)
     if filters.created_lt is not None:
         query = query.where(Ticket.created_at < filters.created_lt)
-    if starting_after is not None:
-        cursor = await get(session, starting_after)
-        query = query.where(
-            tuple_(Ticket.created_at, Ticket.id) < tuple_(cursor.created_at, cursor.id)
-        )
-    return (await session.scalars(query)).all()
+    after = await get(session, starting_after) if starting_after is not None else None
+    return (await session.scalars(newest_first(query, Ticket, after))).all()
 
 
 async def _transition(

@@ -223,9 +223,11 @@ class PaymentWorkflow:
                 "the authorization was cancelled at Stripe",
                 failure_code="intent_cancelled",
             )
-        elif self._capture is not None or self._intent_captured:
-            await self._capture_now()
-        elif self._capture_at is not None and workflow.now() >= self._capture_at:
+        elif (
+            self._capture is not None
+            or self._intent_captured
+            or (self._capture_at is not None and workflow.now() >= self._capture_at)
+        ):
             await self._capture_now()
         elif workflow.now() >= expires_at and await self._release_authorization("abandoned"):
             await self._close_step(

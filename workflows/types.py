@@ -559,11 +559,6 @@ class DeliverStripeEventInput(BaseModel):
     delivery: int
 
 
-class RecordStripeEventFailureInput(BaseModel):
-    event_id: str
-    error: str
-
-
 class DeadLetterStripeEventInput(BaseModel):
     """``delivery`` guards against a late retry dead-lettering a newer delivery."""
 

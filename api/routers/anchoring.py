@@ -3,12 +3,12 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from temporalio.client import Client
 
 from api.deps import Admin, PlatformAdmin, Session
-from api.pagination import Page, PageParams, int_cursor, page_params, paginate
+from api.pagination import Page, PageQuery, int_cursor, paginate
 from models.anchoring import AnchorBatch
 from schedules import ANCHORING_SCHEDULE
 from services import anchoring
@@ -63,7 +63,7 @@ def batch_out(batch: AnchorBatch) -> AnchorBatchOut:
 async def list_batches(
     session: Session,
     _: Admin,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     status: Annotated[BatchStatus | None, Query()] = None,
 ) -> Page[AnchorBatchOut]:
     """Newest first."""

@@ -4,11 +4,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.deps import Admin, Session
-from api.pagination import Page, PageParams, int_cursor, page_params, paginate
+from api.pagination import Page, PageQuery, int_cursor, paginate
 from models.audit import AuditEvent
 from services import audit
 
@@ -50,7 +50,7 @@ def event_out(event: AuditEvent) -> AuditEventOut:
 async def list_audit_events(
     session: Session,
     _: Admin,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     entity_type: Annotated[str | None, Query()] = None,
     entity_id: Annotated[str | None, Query()] = None,
     action: Annotated[str | None, Query()] = None,

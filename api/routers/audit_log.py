@@ -3,10 +3,10 @@
 from datetime import UTC, date, datetime, time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from api.deps import Admin, Session
-from api.pagination import Page, PageParams, int_cursor, page_params, paginate
+from api.pagination import Page, PageQuery, int_cursor, paginate
 from api.routers.audit import AuditEventOut, event_out
 from domain.errors import ValidationError
 from services import audit
@@ -37,7 +37,7 @@ def _instant(value: str | None, name: str) -> datetime | None:
 async def list_audit_log(
     session: Session,
     _: Admin,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     action: Text = None,
     entity_type: Text = None,
     entity_id: Text = None,

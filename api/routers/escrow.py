@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.csv_export import csv_export
 from api.deps import Admin, PlatformAdmin, Session, get_settings
 from api.fields import Amount, Currency, Party, PlacementId, money
-from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
+from api.pagination import Page, PageQuery, paginate, uuid_cursor
 from api.workflow_calls import (
     BULK_MAX,
     BulkId,
@@ -165,7 +165,7 @@ async def _list(
 async def list_holds(
     session: Session,
     _: Admin,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     filters: Filters,
     hold_id: Annotated[uuid.UUID | None, Query(alias="id", description="Exact id")] = None,
 ) -> Page[HoldOut]:

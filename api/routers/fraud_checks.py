@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import Admin, Session, get_settings
-from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
+from api.pagination import Page, PageParams, PageQuery, paginate, uuid_cursor
 from api.routers.payments import payment_workflow
 from api.workflow_calls import signal
 from domain.fraud import FraudCheckStatus, ReviewDecision, RiskLevel
@@ -24,7 +24,6 @@ router = APIRouter(prefix="/fraud-checks", tags=["fraud checks"])
 
 AppSettings = Annotated[Settings, Depends(get_settings)]
 CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
-Params = Annotated[PageParams, Depends(page_params)]
 
 
 class RuleHitOut(BaseModel):
@@ -79,7 +78,7 @@ async def _page(session: AsyncSession, params: PageParams, **filters: Any) -> Pa
 async def list_checks(
     session: Session,
     _: Admin,
-    params: Params,
+    params: PageQuery,
     payment_id: uuid.UUID | None = None,
     customer_id: Annotated[str | None, Query(max_length=200)] = None,
     risk_level: RiskLevel | None = None,
@@ -98,14 +97,14 @@ async def list_checks(
 
 @router.get("/payment/{payment_id}")
 async def payment_checks(
-    payment_id: uuid.UUID, session: Session, _: Admin, params: Params
+    payment_id: uuid.UUID, session: Session, _: Admin, params: PageQuery
 ) -> Page[FraudCheckOut]:
     return await _page(session, params, payment_id=payment_id)
 
 
 @router.get("/customer/{customer_id}")
 async def customer_checks(
-    customer_id: CustomerId, session: Session, _: Admin, params: Params
+    customer_id: CustomerId, session: Session, _: Admin, params: PageQuery
 ) -> Page[FraudCheckOut]:
     return await _page(session, params, customer_id=customer_id)
 
@@ -125,14 +124,14 @@ async def average_risk_score(customer_id: CustomerId, session: Session, _: Admin
 
 @router.get("/risk-level/{risk_level}")
 async def checks_by_level(
-    risk_level: RiskLevel, session: Session, _: Admin, params: Params
+    risk_level: RiskLevel, session: Session, _: Admin, params: PageQuery
 ) -> Page[FraudCheckOut]:
     return await _page(session, params, risk_level=risk_level.value)
 
 
 @router.get("/status/{status}")
 async def checks_by_status(
-    status: FraudCheckStatus, session: Session, _: Admin, params: Params
+    status: FraudCheckStatus, session: Session, _: Admin, params: PageQuery
 ) -> Page[FraudCheckOut]:
     return await _page(session, params, status=status.value)
 

@@ -4,11 +4,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.deps import Admin, PlatformAdmin, Session
-from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
+from api.pagination import Page, PageQuery, paginate, uuid_cursor
 from domain.ledger import AccountType, PostingLine
 from domain.money import Money
 from models.ledger import LedgerAccount, LedgerTransaction
@@ -115,9 +115,7 @@ async def create_account(body: AccountIn, session: Session, actor: Admin) -> Acc
 
 
 @router.get("/accounts")
-async def list_accounts(
-    session: Session, _: Admin, params: Annotated[PageParams, Depends(page_params)]
-) -> Page[Account]:
+async def list_accounts(session: Session, _: Admin, params: PageQuery) -> Page[Account]:
     rows = await ledger.list_accounts(
         session, limit=params.limit, starting_after=params.starting_after
     )
@@ -152,7 +150,7 @@ async def post_transaction(
 async def list_transactions(
     session: Session,
     _: Admin,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     account: Annotated[str | None, Query(description="Only transactions touching it")] = None,
 ) -> Page[Transaction]:
     rows = await ledger.list_transactions(

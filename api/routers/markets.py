@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import Admin, CurrentActor, PlatformAdmin, Session, get_settings, require_roles
 from api.fields import Amount, Party
-from api.pagination import Page, PageParams, int_cursor, page_params, paginate, uuid_cursor
+from api.pagination import (
+    Page,
+    PageQuery,
+    int_cursor,
+    paginate,
+    uuid_cursor,
+)
 from api.workflow_calls import WorkflowStart, signal
 from domain.actors import Actor, Role
 from domain.errors import NotFound, PermissionDenied
@@ -134,7 +140,7 @@ def payout_out(payout: MarketPayout) -> PayoutOut:
 async def payout_history(
     session: Session,
     actor: CurrentActor,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     user_id: Annotated[str | None, Query(max_length=200, description="Default: the caller")] = None,
 ) -> Page[PayoutOut]:
     """A user's payouts over every market, newest first (rolled-back ones included)."""
@@ -251,7 +257,7 @@ async def create_market(body: MarketIn, session: Session, actor: PlatformAdmin) 
 async def list_markets(
     session: Session,
     _: CurrentActor,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     status: MarketStatus | None = None,
 ) -> Page[MarketOut]:
     """Newest first."""
@@ -332,7 +338,7 @@ async def list_commitments(
     market_id: uuid.UUID,
     session: Session,
     actor: CurrentActor,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     user_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[CommitmentOut]:
     """Oldest first; a customer sees their own only."""
@@ -467,7 +473,7 @@ async def distribution_payouts(
     market_id: uuid.UUID,
     session: Session,
     _: Admin,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     resolution_id: Annotated[uuid.UUID | None, Query(description="Default: the latest")] = None,
 ) -> Page[PayoutOut]:
     """What each user staked and received in one resolution."""

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.customers import acting_for, check_customer
 from api.deps import Admin, CurrentActor, Session
 from api.fields import Party
-from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
+from api.pagination import Page, PageParams, PageQuery, paginate, uuid_cursor
 from domain.actors import Actor
 from domain.errors import NotFound
 from domain.payments import PaymentMethodStatus, PaymentMethodType, VerificationStatus
@@ -152,7 +152,7 @@ async def list_for_customer(
     customer_id: CustomerId,
     session: Session,
     actor: CurrentActor,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
 ) -> Page[PaymentMethodOut]:
     """Every method of the customer, removed ones included, newest first."""
     return await _list(session, actor, customer_id, params)
@@ -163,7 +163,7 @@ async def list_active(
     customer_id: CustomerId,
     session: Session,
     actor: CurrentActor,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
 ) -> Page[PaymentMethodOut]:
     """The methods the customer can pay with, newest first."""
     return await _list(session, actor, customer_id, params, active_only=True)
@@ -175,7 +175,7 @@ async def list_by_type(
     method_type: PaymentMethodType,
     session: Session,
     actor: CurrentActor,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
 ) -> Page[PaymentMethodOut]:
     """The customer's methods of one type, removed ones included, newest first."""
     return await _list(session, actor, customer_id, params, method_type=method_type)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.customers import ADMIN_ROLES, acting_for, check_customer
 from api.deps import Admin, CurrentActor, Session, get_settings
 from api.fields import Amount, Currency, Party, money
-from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
+from api.pagination import Page, PageParams, PageQuery, paginate, uuid_cursor
 from api.workflow_calls import WorkflowStart, signal, start_after_commit
 from domain.actors import Actor
 from domain.errors import NotFound, ValidationError
@@ -264,20 +264,17 @@ async def _page(
         status=status.value if status else None,
         vendor_id=vendor_id,
     )
-    splits = {row.id: await payments.splits(session, row.id) for row in rows}
+    splits = await payments.splits_of(session, [row.id for row in rows])
     return paginate(
         rows, params.limit, lambda row: payment_out(row, splits[row.id]), lambda p: p.id
     )
-
-
-Params = Annotated[PageParams, Depends(page_params)]
 
 
 @router.get("")
 async def list_payments(
     session: Session,
     actor: CurrentActor,
-    params: Params,
+    params: PageQuery,
     customer_id: Annotated[str | None, Query(max_length=200)] = None,
     order_id: Annotated[str | None, Query(max_length=200)] = None,
     status: PaymentStatus | None = None,
@@ -297,7 +294,7 @@ async def list_payments(
 
 @router.get("/customer/{customer_id}")
 async def customer_payments(
-    customer_id: Reference, session: Session, actor: CurrentActor, params: Params
+    customer_id: Reference, session: Session, actor: CurrentActor, params: PageQuery
 ) -> Page[PaymentOut]:
     check_customer(actor, customer_id)
     return await _page(session, actor, params, customer_id=customer_id)
@@ -305,14 +302,14 @@ async def customer_payments(
 
 @router.get("/order/{order_id}")
 async def order_payments(
-    order_id: Reference, session: Session, actor: CurrentActor, params: Params
+    order_id: Reference, session: Session, actor: CurrentActor, params: PageQuery
 ) -> Page[PaymentOut]:
     return await _page(session, actor, params, order_id=order_id)
 
 
 @router.get("/status/{status}")
 async def payments_by_status(
-    status: PaymentStatus, session: Session, actor: Admin, params: Params
+    status: PaymentStatus, session: Session, actor: Admin, params: PageQuery
 ) -> Page[PaymentOut]:
     return await _page(session, actor, params, status=status)
 

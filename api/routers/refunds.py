@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.customers import ADMIN_ROLES, check_customer
 from api.deps import Admin, CurrentActor, Session, get_settings
 from api.fields import Amount
-from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
+from api.pagination import Page, PageParams, PageQuery, paginate, uuid_cursor
 from api.workflow_calls import WorkflowStart, signal, start_after_commit
 from domain.actors import Actor
 from domain.errors import NotFound
@@ -27,7 +27,6 @@ router = APIRouter(prefix="/refunds", tags=["refunds"])
 
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Reference = Annotated[str, Path(min_length=1, max_length=200)]
-Params = Annotated[PageParams, Depends(page_params)]
 
 
 class RefundIn(BaseModel):
@@ -151,7 +150,7 @@ async def _page(
 async def list_refunds(
     session: Session,
     actor: CurrentActor,
-    params: Params,
+    params: PageQuery,
     payment_id: uuid.UUID | None = None,
     order_id: Annotated[str | None, Query(max_length=200)] = None,
     status: RefundStatus | None = None,
@@ -164,21 +163,21 @@ async def list_refunds(
 
 @router.get("/payment/{payment_id}")
 async def payment_refunds(
-    payment_id: uuid.UUID, session: Session, actor: CurrentActor, params: Params
+    payment_id: uuid.UUID, session: Session, actor: CurrentActor, params: PageQuery
 ) -> Page[RefundOut]:
     return await _page(session, actor, params, payment_id=payment_id)
 
 
 @router.get("/order/{order_id}")
 async def order_refunds(
-    order_id: Reference, session: Session, actor: CurrentActor, params: Params
+    order_id: Reference, session: Session, actor: CurrentActor, params: PageQuery
 ) -> Page[RefundOut]:
     return await _page(session, actor, params, order_id=order_id)
 
 
 @router.get("/status/{status}")
 async def refunds_by_status(
-    status: RefundStatus, session: Session, actor: Admin, params: Params
+    status: RefundStatus, session: Session, actor: Admin, params: PageQuery
 ) -> Page[RefundOut]:
     return await _page(session, actor, params, status=status)
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import Admin, Session, get_settings
-from api.pagination import Page, PageParams, page_params, paginate
+from api.pagination import Page, PageQuery, paginate
 from api.workflow_calls import (
     BULK_MAX,
     BulkError,
@@ -144,7 +144,7 @@ def event_out(event: StripeEvent) -> EventOut:
 async def list_events(
     session: Session,
     _: Admin,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     status: Annotated[
         EventStatus | None, Query(description="received: not yet processed; dead: dead letters")
     ] = None,
@@ -166,9 +166,7 @@ async def list_events(
 
 
 @router.get("/events/dead-letters")
-async def list_dead_letters(
-    session: Session, _: Admin, params: Annotated[PageParams, Depends(page_params)]
-) -> Page[EventOut]:
+async def list_dead_letters(session: Session, _: Admin, params: PageQuery) -> Page[EventOut]:
     """Events whose delivery ran out of retries, newest first."""
     rows = await stripe_events.list_events(
         session,

@@ -20,7 +20,7 @@ from api.deps import (
     in_background,
     require_roles,
 )
-from api.pagination import Page, PageParams, page_params, paginate, uuid_cursor
+from api.pagination import Page, PageQuery, paginate, uuid_cursor
 from domain.actors import Actor, Role
 from domain.errors import NotFound, PermissionDenied
 from domain.tickets import qr
@@ -214,7 +214,7 @@ class Revocation(BaseModel):
 async def list_revocations(
     session: Session,
     _: Scanner,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     since: Annotated[AwareDatetime | None, Query(description="Changes at or after")] = None,
 ) -> Page[Revocation]:
     rows = await tickets.revocations(
@@ -365,7 +365,7 @@ async def upload_scans(
 async def list_tickets(
     session: Session,
     actor: CurrentActor,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: PageQuery,
     status: TicketStatus | None = None,
     booking_id: str | None = None,
     user_id: str | None = None,
