@@ -8,10 +8,12 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.errors import ValidationError
 from domain.fraud import FraudRules
+from domain.subscriptions import DEFAULT_RETRY_DAYS, DunningOutcome, check_retry_days
 
 # Anvil's first well-known development account: funded on every fresh anvil chain.
 ANVIL_DEV_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -156,6 +158,24 @@ class Settings(BaseSettings):
     fraud_rules: FraudRules = Field(
         default_factory=FraudRules, description="Fraud rules and thresholds, as JSON"
     )
+
+    # Subscriptions and dunning
+    subscription_retry_days: list[int] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_DAYS),
+        description="Retries of a failed subscription charge, in days after the first failure",
+    )
+    subscription_dunning_outcome: DunningOutcome = Field(
+        DunningOutcome.UNPAID,
+        description="A subscription whose last retry failed becomes unpaid or canceled",
+    )
+
+    @field_validator("subscription_retry_days")
+    @classmethod
+    def _retry_days(cls, days: list[int]) -> list[int]:
+        try:
+            return list(check_retry_days(days))
+        except ValidationError as exc:
+            raise ValueError(exc.message) from exc
 
     # Stripe events (inbound webhooks)
     stripe_event_max_attempts: int = Field(

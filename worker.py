@@ -24,6 +24,7 @@ from activities.payouts import PayoutActivities, StripeTransferActivities
 from activities.recovery import RecoveryActivities
 from activities.refunds import RefundActivities, StripeRefundActivities
 from activities.stripe_events import StripeEventActivities
+from activities.subscriptions import StripeSubscriptionActivities, SubscriptionActivities
 from activities.tickets import TicketActivities
 from integrations.anchor_contract import AnchorContract
 from integrations.stripe_client import build_client
@@ -40,6 +41,7 @@ from workflows.payouts import PayoutScheduleWorkflow
 from workflows.recovery import RestartMissingWorkflowsWorkflow
 from workflows.refunds import RefundWorkflow
 from workflows.stripe_events import StripeEventDeliveryWorkflow
+from workflows.subscriptions import SubscriptionWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow, TicketWorkflow
 
 log = logging.getLogger("tollgate.worker")
@@ -63,6 +65,7 @@ WORKFLOWS: Sequence[type] = (
     RefundWorkflow,
     StripeEventDeliveryWorkflow,
     MarketResolutionWorkflow,
+    SubscriptionWorkflow,
 )
 
 
@@ -78,6 +81,7 @@ def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
     payment = PaymentActivities(sessionmaker, settings.fraud_rules)
     refund = RefundActivities(sessionmaker)
     market = MarketActivities(sessionmaker)
+    subscription = SubscriptionActivities(sessionmaker)
     return [
         maintenance.purge_expired_idempotency_keys,
         ticket.expire_ticket,
@@ -119,6 +123,25 @@ def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
         market.uphold,
         market.rollback,
         market.settle,
+        *subscription_activities(subscription),
+    ]
+
+
+def subscription_activities(subscription: SubscriptionActivities) -> list[Any]:
+    return [
+        subscription.load,
+        subscription.begin,
+        subscription.convert_trial,
+        subscription.advance,
+        subscription.bill,
+        subscription.pause,
+        subscription.resume,
+        subscription.cancel,
+        subscription.change_plan,
+        subscription.renew,
+        subscription.dunning_exhausted,
+        subscription.start_attempt,
+        subscription.finish_attempt,
     ]
 
 
@@ -161,6 +184,7 @@ def stripe_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
         payments.capture,
         payments.cancel,
         StripeRefundActivities(sessionmaker, client).refund,
+        StripeSubscriptionActivities(sessionmaker, client).charge_invoice,
     ]
 
 

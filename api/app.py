@@ -22,14 +22,17 @@ from api.routers import (
     escrow,
     fraud_checks,
     health,
+    invoices,
     ledger,
     markets,
     payment_methods,
     payments,
     payouts,
     placements,
+    plans,
     refunds,
     stripe_webhooks,
+    subscriptions,
     tickets,
 )
 from integrations import ticket_keys
@@ -122,6 +125,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payments.router,
         refunds.router,
         fraud_checks.router,
+        plans.router,
+        subscriptions.router,
+        invoices.router,
         stripe_webhooks.router,
     ):
         app.include_router(router, prefix=API_PREFIX)

@@ -1,13 +1,13 @@
 """Cursor pagination: ``limit``, ``starting_after`` and ``has_more``, as Stripe lists do."""
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
 
-from domain.errors import ValidationError
+from domain.errors import NotFound, ValidationError
 
 T = TypeVar("T")
 Item = TypeVar("Item", bound=BaseModel)
@@ -67,3 +67,21 @@ def int_cursor(value: str | None, what: str) -> int | None:
     if not value.isdigit():
         raise ValidationError(f"starting_after must be {what}", param="starting_after")
     return int(value)
+
+
+async def row_cursor(
+    value: str | None, load: Callable[[uuid.UUID], Awaitable[T]], visible: Callable[[T], bool]
+) -> T | None:
+    """``starting_after`` of lists whose service pages from the previous page's last row:
+    that row, loaded by ``load``. A malformed cursor, one naming no row, or a row the
+    caller may not see is a 400 (the same answer, so a cursor reveals nothing)."""
+    cursor = uuid_cursor(value)
+    if cursor is None:
+        return None
+    try:
+        row = await load(cursor)
+    except NotFound:
+        row = None
+    if row is None or not visible(row):
+        raise ValidationError("starting_after must be an id from this list", param="starting_after")
+    return row

@@ -72,6 +72,24 @@ def start_after_commit(request: Request, start: WorkflowStart) -> None:
     after_commit(request, run)
 
 
+def signal_after_commit(request: Request, start: WorkflowStart, name: str, arg: BaseModel) -> None:
+    """Signal ``name`` once the transaction has committed, best effort like
+    ``start_after_commit``: for a change the request itself made to the row, which the
+    workflow must read only once it is committed."""
+
+    async def run() -> None:
+        try:
+            await _start(request, start, (name, arg))
+        except WorkflowAlreadyStartedError:
+            pass  # it finished: there is nothing left for it to act on
+        except (ProviderError, RPCError) as exc:
+            log.warning("could not signal %s to %s: %s", name, start.id, exc)
+        except Exception:
+            log.exception("could not signal %s to %s", name, start.id)
+
+    after_commit(request, run)
+
+
 async def signal(request: Request, start: WorkflowStart, name: str, arg: BaseModel) -> None:
     """Deliver signal ``name`` now, starting the workflow first if it never started (its
     start after commit failed). 503 if Temporal is unreachable, 409 if it already finished."""

@@ -25,7 +25,7 @@ class IntentState:
     amount_received: int
 
 
-def _state(intent: stripe.PaymentIntent) -> IntentState:
+def intent_state(intent: stripe.PaymentIntent) -> IntentState:
     charge = intent.latest_charge
     return IntentState(
         intent_id=intent.id,
@@ -64,7 +64,7 @@ async def authorize(
             },
             options={"idempotency_key": f"payment-{payment_id}-authorize"},
         )
-    return _state(intent)
+    return intent_state(intent)
 
 
 async def capture(
@@ -86,7 +86,7 @@ async def capture(
             code="authorization_gone",
             stripe_status=intent.status,
         )
-    return _state(intent)
+    return intent_state(intent)
 
 
 async def cancel(
@@ -107,7 +107,7 @@ async def cancel(
             code="already_captured",
             stripe_status=intent.status,
         )
-    return _state(intent)
+    return intent_state(intent)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,17 @@
 """SQLAlchemy models, one module per domain; importing this package registers them all."""
 
-from models import anchoring, audit, escrow, idempotency, ledger, markets, outbox, payments, tickets
+from models import (
+    anchoring,
+    audit,
+    escrow,
+    idempotency,
+    ledger,
+    markets,
+    outbox,
+    payments,
+    subscriptions,
+    tickets,
+)
 from models.base import Base
 
 __all__ = [
@@ -13,5 +24,6 @@ __all__ = [
     "markets",
     "outbox",
     "payments",
+    "subscriptions",
     "tickets",
 ]

@@ -664,3 +664,182 @@ class MarketResolutionStatus(BaseModel):
     pool: int = 0
     paid_out: int = 0
     last_error: str | None = None
+
+
+# Subscriptions and invoices
+
+
+class SubscriptionInput(BaseModel):
+    """``subscription-{id}``: one billing period per run (continue-as-new each period); the
+    dunning settings come from the settings when the subscription was created."""
+
+    subscription_id: UUID
+    retry_days: list[int] = Field(
+        default_factory=lambda: [1, 3, 5, 7],
+        description="Retries of a failed charge, in days after the first failure",
+    )
+    dunning_outcome: str = Field("unpaid", description="After the last retry: unpaid or canceled")
+    stripe_task_queue: str = "tollgate-stripe"
+    periods_run: int = Field(0, description="Runs before this one (continue-as-new count)")
+
+
+class PauseSubscription(BaseModel):
+    """Argument of ``pause``: no invoices while paused."""
+
+    reason: str = "by an operator"
+    by: str = "temporal-ui"
+
+
+class ResumeSubscription(BaseModel):
+    by: str = "temporal-ui"
+
+
+class CancelSubscription(BaseModel):
+    """Argument of ``cancel``: now, or at the end of the current period."""
+
+    at_period_end: bool = False
+    reason: str = "by an operator"
+    by: str = "temporal-ui"
+
+
+class ChangePlan(BaseModel):
+    """Argument of ``change_plan``: the new plan; the difference is prorated."""
+
+    plan_id: UUID
+    by: str = "temporal-ui"
+
+
+class RenewSubscription(BaseModel):
+    """Argument of ``renew_now``: a new period starts now and is billed at once."""
+
+    by: str = "temporal-ui"
+
+
+class RetryPayment(BaseModel):
+    """Argument of ``retry_payment``: charge the overdue invoice now (a new payment method,
+    a bulk retry, or an operator)."""
+
+    reason: str = "by an operator"
+    by: str = "temporal-ui"
+
+
+class InvoiceChanged(BaseModel):
+    """Argument of ``invoice_changed``: an invoice was finalized or paid out of band, so the
+    workflow reloads what it has to collect."""
+
+    invoice_id: UUID
+    by: str = "temporal-ui"
+
+
+class InvoiceState(BaseModel):
+    invoice_id: UUID
+    number: str | None
+    status: str
+    total: int
+    attempt_count: int
+    next_payment_attempt: datetime | None = None
+
+
+class SubscriptionState(BaseModel):
+    """Output of every ``subscription_*`` database activity: the row as the step left it,
+    whether the current period has its invoice, and the invoice to collect next."""
+
+    status: str
+    plan_id: UUID
+    current_period_start: datetime
+    current_period_end: datetime
+    period_index: int
+    trial_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    period_billed: bool = False
+    open_invoice: InvoiceState | None = None
+
+
+class SubscriptionStepInput(BaseModel):
+    subscription_id: UUID
+    at: datetime
+    actor: str
+
+
+class SubscriptionCancelInput(BaseModel):
+    subscription_id: UUID
+    at: datetime
+    at_period_end: bool
+    reason: str
+    actor: str
+
+
+class SubscriptionPauseInput(BaseModel):
+    subscription_id: UUID
+    at: datetime
+    reason: str
+    actor: str
+
+
+class SubscriptionChangePlanInput(BaseModel):
+    subscription_id: UUID
+    plan_id: UUID
+    at: datetime
+    actor: str
+
+
+class DunningExhaustedInput(BaseModel):
+    subscription_id: UUID
+    outcome: str
+    at: datetime
+    actor: str
+
+
+class InvoiceAttemptInput(BaseModel):
+    invoice_id: UUID
+    trigger: str
+    at: datetime
+    actor: str
+
+
+class InvoiceAttempt(BaseModel):
+    """A charge to make (``attempt_id``), or none: the invoice is no longer open, or there is
+    no payment method (then ``failure_code``)."""
+
+    invoice: InvoiceState
+    attempt_id: UUID | None = None
+    attempt_number: int = 0
+    has_payment_method: bool = True
+
+
+class ChargeInvoiceInput(BaseModel):
+    attempt_id: UUID
+
+
+class ChargeInvoiceResult(BaseModel):
+    """A declined card is an outcome of the charge, not an error to retry."""
+
+    status: str = Field(description="succeeded, declined or incomplete")
+    intent_id: str | None = None
+    charge_id: str | None = None
+    failure_code: str | None = None
+    decline_code: str | None = None
+    failure_message: str | None = None
+
+
+class InvoiceAttemptOutcome(BaseModel):
+    attempt_id: UUID
+    charge: ChargeInvoiceResult
+    retry_days: list[int]
+    at: datetime
+    actor: str
+
+
+class SubscriptionStatusView(BaseModel):
+    """The ``status`` query and the workflow's result."""
+
+    subscription_id: UUID
+    status: str | None = Field(None, description="None until the first step has run")
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    period_index: int = 0
+    periods_run: int = 0
+    trial_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    open_invoice: InvoiceState | None = None
+    pending_operations: list[str] = []

@@ -18,12 +18,13 @@ from api.customers import acting_for, check_customer
 from api.deps import Admin, CurrentActor, Session
 from api.fields import Party
 from api.pagination import Page, PageParams, PageQuery, paginate, uuid_cursor
+from api.routers.subscriptions import retry_dunning_after_commit
 from domain.actors import Actor
 from domain.errors import NotFound
 from domain.payments import PaymentMethodStatus, PaymentMethodType, VerificationStatus
 from integrations import stripe_customers
 from models.payments import PaymentMethod
-from services import payment_methods
+from services import payment_methods, subscriptions
 
 router = APIRouter(prefix="/payment-methods", tags=["payment methods"])
 
@@ -122,11 +123,12 @@ async def _owned(session: AsyncSession, method_id: uuid.UUID, actor: Actor) -> P
 
 @router.post("", status_code=201)
 async def add_payment_method(
-    body: PaymentMethodIn, session: Session, actor: CurrentActor, client: Stripe
+    body: PaymentMethodIn, request: Request, session: Session, actor: CurrentActor, client: Stripe
 ) -> PaymentMethodOut:
     """Attach the tokenized card to the customer at Stripe and store its display details.
     The customer's first active method becomes the default, as does one sent with
-    ``set_default``."""
+    ``set_default``. The customer's subscriptions waiting on a failed payment are charged
+    again at once."""
     customer_id = acting_for(actor, body.customer_id)
     if body.token.startswith("pm_"):
         # Refused before Stripe: attaching again could move a removed card back to Stripe's
@@ -144,7 +146,17 @@ async def add_payment_method(
         make_default=body.set_default,
         actor=actor,
     )
+    await _retry_dunning(request, session, customer_id, actor)
     return method_out(method)
+
+
+async def _retry_dunning(
+    request: Request, session: AsyncSession, customer_id: str, actor: Actor
+) -> None:
+    """A new card may pay what the old one could not: ``retry_payment`` to each of the
+    customer's subscriptions in dunning, once committed."""
+    waiting = await subscriptions.in_dunning(session, customer_id)
+    retry_dunning_after_commit(request, waiting, "new payment method", actor)
 
 
 @router.get("/customer/{customer_id}")
@@ -222,11 +234,15 @@ async def get_payment_method(
 
 @router.put("/{method_id}/set-default")
 async def set_default(
-    method_id: uuid.UUID, session: Session, actor: CurrentActor
+    method_id: uuid.UUID, request: Request, session: Session, actor: CurrentActor
 ) -> PaymentMethodOut:
-    """The previous default stops being it; a removed method is a 409."""
-    await _owned(session, method_id, actor)
-    return method_out(await payment_methods.set_default(session, method_id, actor=actor))
+    """The previous default stops being it; a removed method is a 409. A new default
+    charges the customer's subscriptions in dunning again at once."""
+    was_default = (await _owned(session, method_id, actor)).is_default
+    method = await payment_methods.set_default(session, method_id, actor=actor)
+    if not was_default:
+        await _retry_dunning(request, session, method.customer_id, actor)
+    return method_out(method)
 
 
 @router.put("/{method_id}/verification-status")

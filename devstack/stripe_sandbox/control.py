@@ -7,6 +7,8 @@
 - ``DELETE /_sandbox/objects/{id}``: the object vanishes with its balance transactions and
   movements, as if Stripe had never done it (for reconciliation tests)
 - ``POST /_sandbox/fund``: ``{"amount", "currency"}`` credits the available balance
+- ``POST /_sandbox/payment_methods/{id}/declines``: ``{"count", "card"}``: the method's next
+  ``count`` charges decline like the test ``card``
 """
 
 import json
@@ -16,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .cards import DECLINES, test_card_number
 from .context import Context
 from .sandbox import Sandbox
 
@@ -121,6 +124,33 @@ async def fund(request: Request) -> JSONResponse:
     return JSONResponse({"balance_transaction": created[0]})
 
 
+async def script_declines(request: Request) -> JSONResponse:
+    """The next ``count`` charges of a stored payment method decline like the test ``card``
+    (a number or a magic id), then it charges normally again: a card that fails twice and
+    then succeeds, which no fixed test card can show."""
+    method_id = request.path_params["method_id"]
+    try:
+        data = await _json(request)
+        count = data["count"]
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValueError("count must be a non-negative integer")
+        card = str(data.get("card", "4000000000000002"))
+        number = test_card_number(card) or card
+        if number not in DECLINES:
+            raise ValueError(f"{card} is not a declining test card")
+    except (ValueError, KeyError) as exc:
+        return _bad(f"bad declines request: {exc}")
+    store = _sandbox(request).store
+    with store.transaction():
+        method = store.get(method_id)
+        if method is None or method.get("object") != "payment_method":
+            return _bad(f"no payment method {method_id}")
+        method["_declines_left"] = count
+        method["_declines_as"] = number
+        store.update(method)
+    return JSONResponse({"payment_method": method_id, "declines_left": count})
+
+
 def control_routes() -> list[Route]:
     return [
         Route("/_sandbox/health", health, methods=["GET"]),
@@ -129,4 +159,5 @@ def control_routes() -> list[Route]:
         Route("/_sandbox/movements", movements, methods=["GET"]),
         Route("/_sandbox/objects/{object_id}", delete_object, methods=["DELETE"]),
         Route("/_sandbox/fund", fund, methods=["POST"]),
+        Route("/_sandbox/payment_methods/{method_id}/declines", script_declines, methods=["POST"]),
     ]

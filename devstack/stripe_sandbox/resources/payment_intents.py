@@ -143,6 +143,10 @@ def _confirm(ctx: Context, intent: dict[str, Any]) -> None:
         )
     method = ctx.load("payment_method", intent["payment_method"], "payment_method")
     decline = DECLINES.get(method["_number"])
+    if method.get("_declines_left"):
+        method["_declines_left"] -= 1
+        decline = DECLINES[method["_declines_as"]]
+        ctx.store.update(method)
     charge = _new_charge(ctx, intent, method, decline)
     intent["latest_charge"] = charge["id"]
     if decline is not None:
