@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 from devstack.binaries import find
 from integrations.temporal import add_search_attributes
 from tests.replay.record_payments import record_payments
+from tests.replay.record_subscriptions import record_subscriptions
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.escrow import EscrowHoldWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
@@ -418,6 +419,7 @@ async def record() -> None:
             await record_stripe_events(env)
             await record_markets(env)
             await record_payments(env, save)
+            await record_subscriptions(env, save)
     finally:
         await env.shutdown()
 
