@@ -69,7 +69,10 @@ def jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
             "escrow-payouts-recovery",
             RestartMissingWorkflowsWorkflow.run,
             RecoveryInput(
-                task_queue=settings.task_queue, stripe_task_queue=settings.stripe_task_queue
+                task_queue=settings.task_queue,
+                stripe_task_queue=settings.stripe_task_queue,
+                subscription_retry_days=settings.subscription_retry_days,
+                subscription_dunning_outcome=settings.subscription_dunning_outcome.value,
             ),
             ScheduleSpec(cron_expressions=["30 3 * * *"], time_zone_name="UTC"),
         ),

@@ -1,5 +1,6 @@
-"""The safety net of holds and payouts: every hold still holding money and every open payout
-schedule must have its workflow running; a missing (or wrongly closed) one is started again.
+"""The safety net of holds, payouts and subscriptions: every hold still holding money, every
+open payout schedule and every subscription not canceled must have its workflow running; a
+missing (or wrongly closed) one is started again.
 
 Starting is idempotent: the workflow id is the entity's, and a running one is left alone.
 """
@@ -12,12 +13,13 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from services import escrow, payouts
+from services import escrow, payouts, subscriptions
 from workflows.types import (
     EscrowHoldInput,
     PayoutScheduleInput,
     RecoveryInput,
     RecoveryResult,
+    SubscriptionInput,
 )
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,8 @@ class RecoveryActivities:
         async with self.sessionmaker() as session:
             holds = await escrow.holding(session)
             schedules = await payouts.open_schedules(session)
-        result = RecoveryResult(checked=len(holds) + len(schedules))
+            live = await subscriptions.live(session)
+        result = RecoveryResult(checked=len(holds) + len(schedules) + len(live))
         for hold in holds:
             activity.heartbeat()
             workflow_id = f"escrow-hold-{hold.id}"
@@ -63,11 +66,28 @@ class RecoveryActivities:
                     request.task_queue,
                 )
                 result.restarted_payouts += 1
-        if result.restarted_holds or result.restarted_payouts:
+        for subscription_id in live:
+            activity.heartbeat()
+            workflow_id = f"subscription-{subscription_id}"
+            if not await self._running(workflow_id):
+                await self._start(
+                    "Subscription",
+                    SubscriptionInput(
+                        subscription_id=subscription_id,
+                        retry_days=request.subscription_retry_days,
+                        dunning_outcome=request.subscription_dunning_outcome,
+                        stripe_task_queue=request.stripe_task_queue,
+                    ),
+                    workflow_id,
+                    request.task_queue,
+                )
+                result.restarted_subscriptions += 1
+        if result.restarted_holds or result.restarted_payouts or result.restarted_subscriptions:
             log.warning(
-                "restarted %d escrow and %d payout workflows that were missing",
+                "restarted %d escrow, %d payout and %d subscription workflows that were missing",
                 result.restarted_holds,
                 result.restarted_payouts,
+                result.restarted_subscriptions,
             )
         return result
 

@@ -510,3 +510,11 @@ async def in_dunning(session: AsyncSession, customer_id: str) -> list[uuid.UUID]
         )
     )
     return list(rows)
+
+
+async def live(session: AsyncSession) -> list[uuid.UUID]:
+    """Subscriptions not canceled: each must have its workflow running (the safety net)."""
+    rows = await session.scalars(
+        select(Subscription.id).where(Subscription.status != SubscriptionStatus.CANCELED.value)
+    )
+    return list(rows)

@@ -1,5 +1,6 @@
 """``escrow-payouts-recovery``: the daily safety net that restarts the workflow of any hold
-still holding money or payout schedule still open whose workflow is missing."""
+still holding money, payout schedule still open or subscription not canceled whose workflow
+is missing."""
 
 from datetime import timedelta
 

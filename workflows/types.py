@@ -315,12 +315,16 @@ class ReschedulePayout(BaseModel):
 class RecoveryInput(BaseModel):
     task_queue: str = "tollgate"
     stripe_task_queue: str = "tollgate-stripe"
+    # For a subscription's restarted workflow, as the API starts it.
+    subscription_retry_days: list[int] = Field(default_factory=lambda: [1, 3, 5, 7])
+    subscription_dunning_outcome: str = "unpaid"
 
 
 class RecoveryResult(BaseModel):
     checked: int = 0
     restarted_holds: int = 0
     restarted_payouts: int = 0
+    restarted_subscriptions: int = 0
 
 
 # Payments, refunds and Stripe events

@@ -1,5 +1,6 @@
-"""The daily safety net starts the workflow of every hold still holding money and every open
-payout schedule whose workflow is missing, and leaves running ones alone."""
+"""The daily safety net starts the workflow of every hold still holding money, every open
+payout schedule and every subscription not canceled whose workflow is missing, and leaves
+running ones alone."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,8 @@ from activities.recovery import RecoveryActivities
 from domain.actors import SYSTEM
 from domain.escrow import HoldReason, TriggerEvent
 from domain.money import Money
-from services import escrow, payouts
+from domain.subscriptions import Interval
+from services import escrow, payouts, plans, subscriptions
 from workflows.types import RecoveryInput
 
 pytestmark = pytest.mark.integration
@@ -52,6 +54,24 @@ async def test_missing_workflows_are_started_once(
             actor=SYSTEM,
         )
         await escrow.give_back(session, settled.id, key="settled", actor=SYSTEM, cancel=True)
+        plan = await plans.create_plan(
+            session,
+            name="Monthly",
+            price=Money(900, "USD"),
+            interval=Interval.MONTH,
+            interval_count=1,
+            trial_days=14,
+            actor=SYSTEM,
+        )
+        subscription = await subscriptions.create_subscription(
+            session, customer_id="cust-1", plan=plan, at=datetime.now(UTC), actor=SYSTEM
+        )
+        ended = await subscriptions.create_subscription(
+            session, customer_id="cust-2", plan=plan, at=datetime.now(UTC), actor=SYSTEM
+        )
+        await subscriptions.cancel(
+            session, ended.id, at=datetime.now(UTC), at_period_end=False, reason="t", actor=SYSTEM
+        )
     # Nobody polls this queue: the test looks at what was started, not at it running.
     request = RecoveryInput(task_queue=f"recovery-{uuid.uuid4()}", stripe_task_queue="unused")
     recovery = RecoveryActivities(db, local_temporal.client)
@@ -59,10 +79,22 @@ async def test_missing_workflows_are_started_once(
     first = await ActivityEnvironment().run(recovery.restart_missing_workflows, request)
     second = await ActivityEnvironment().run(recovery.restart_missing_workflows, request)
 
-    assert (first.restarted_holds, first.restarted_payouts) == (1, 1)
-    assert (second.restarted_holds, second.restarted_payouts) == (0, 0)
+    assert (first.restarted_holds, first.restarted_payouts, first.restarted_subscriptions) == (
+        1,
+        1,
+        1,
+    )
+    assert (second.restarted_holds, second.restarted_payouts, second.restarted_subscriptions) == (
+        0,
+        0,
+        0,
+    )
     client = local_temporal.client
-    for workflow_id in (f"escrow-hold-{hold.id}", f"payout-schedule-{schedule.id}"):
+    for workflow_id in (
+        f"escrow-hold-{hold.id}",
+        f"payout-schedule-{schedule.id}",
+        f"subscription-{subscription.id}",
+    ):
         described = await client.get_workflow_handle(workflow_id).describe()
         assert described.status is WorkflowExecutionStatus.RUNNING
         assert described.task_queue == request.task_queue
