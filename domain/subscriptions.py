@@ -31,7 +31,6 @@ class InvoiceStatus(StrEnum):
     DRAFT = "draft"
     OPEN = "open"
     PAID = "paid"
-    VOID = "void"
     UNCOLLECTIBLE = "uncollectible"
 
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import Actor
@@ -242,6 +242,18 @@ async def advance_period(
     return subscription
 
 
+async def _drop_previews(session: AsyncSession, subscription: Subscription) -> None:
+    """Drafts previewing periods of the old anchor (``generate_next``): the subscription was
+    re-anchored, so those periods will never start."""
+    await session.execute(
+        delete(Invoice).where(
+            Invoice.subscription_id == subscription.id,
+            Invoice.kind == "cycle",
+            Invoice.status == "draft",
+        )
+    )
+
+
 def _cancel(subscription: Subscription, at: datetime, reason: str) -> None:
     subscription.status = SubscriptionStatus.CANCELED.value
     subscription.canceled_at = at
@@ -307,6 +319,7 @@ async def resume(
     subscription.status = SubscriptionStatus.ACTIVE.value
     subscription.paused_at = None
     if not (at < subscription.current_period_end and await period_billed(session, subscription)):
+        await _drop_previews(session, subscription)
         _set_period(subscription, await plans.get(session, subscription.plan_id), at, 0)
     await changed(session, subscription, "resumed", actor=actor, before=before)
     return subscription
@@ -411,6 +424,7 @@ async def renew_now(
     a billed period is credited on it. A trial ends now and converts."""
     subscription, before = await _locked(session, subscription_id)
     check_subscription_status(status_of(subscription), RENEWABLE, "renew")
+    await _drop_previews(session, subscription)
     if status_of(subscription) is SubscriptionStatus.TRIALING:
         subscription.trial_end = at
         await changed(session, subscription, "trial_ended_early", actor=actor, before=before)

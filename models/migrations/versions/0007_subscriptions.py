@@ -157,7 +157,7 @@ def upgrade() -> None:
             "status = 'draft' OR number IS NOT NULL", name=op.f("ck_invoices_numbered")
         ),
         sa.CheckConstraint(
-            "status IN ('draft', 'open', 'paid', 'void', 'uncollectible')",
+            "status IN ('draft', 'open', 'paid', 'uncollectible')",
             name=op.f("ck_invoices_status"),
         ),
         sa.CheckConstraint(
