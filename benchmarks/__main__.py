@@ -2,7 +2,7 @@
 
 import asyncio
 
-from benchmarks import anchoring, escrow, ledger, markets, payments, tickets
+from benchmarks import anchoring, escrow, ledger, markets, payments, subscriptions, tickets
 
 
 def main() -> None:
@@ -12,6 +12,7 @@ def main() -> None:
     anchoring.main()
     escrow.main()
     payments.main()
+    subscriptions.main()
 
 
 if __name__ == "__main__":
