@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
 from workflows.failures import reason
+from workflows.stripe_options import DATABASE, STRIPE
 from workflows.types import (
     CapturePayment,
     ClosePayment,
@@ -33,28 +33,6 @@ from workflows.types import (
 with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities, StripePaymentActivities
 
-FINAL_ERRORS = ["CardDeclined", "ValidationError", "NotFound", "Conflict", "IdempotencyError"]
-DATABASE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
-# Money may be moving: a Stripe step is retried until Stripe answers (same key every time),
-# never abandoned half-way. Refusals are final.
-STRIPE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=2),
-    "heartbeat_timeout": timedelta(seconds=10),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=2),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=5),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
 FINAL = frozenset({"completed", "failed", "cancelled", "voided"})
 ACTOR = "payment-workflow"
 

@@ -2,13 +2,10 @@
 the key ``refund-{id}``, completed or failed with Stripe's reason. A refund Stripe reports as
 pending waits for Stripe's webhook."""
 
-from datetime import timedelta
-from typing import Any
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 from workflows import search_attributes as sa
+from workflows.stripe_options import DATABASE, STRIPE
 from workflows.types import (
     ApproveRefund,
     RefundCompleteInput,
@@ -27,27 +24,6 @@ from workflows.types import (
 with workflow.unsafe.imports_passed_through():
     from activities.refunds import RefundActivities, StripeRefundActivities
 
-FINAL_ERRORS = ["ValidationError", "NotFound", "Conflict", "IdempotencyError"]
-DATABASE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
-# Retried until Stripe answers, under the same key: a refund is never left half-done.
-STRIPE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=2),
-    "heartbeat_timeout": timedelta(seconds=10),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=2),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=5),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
 FINAL = frozenset({"completed", "failed", "rejected"})
 ACTOR = "refund-workflow"
 STRIPE_DONE = frozenset({"succeeded", "failed", "canceled"})

@@ -3,16 +3,16 @@ the period's invoice is created, finalized and charged at its start, a failed ch
 retried on the dunning schedule, and at the period's end the workflow continues as new for
 the next one, so its history stays small however long the subscription lives."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
 from workflows.failures import reason
+from workflows.stripe_options import DATABASE, STRIPE
 from workflows.types import (
     CancelSubscription,
     ChangePlan,
@@ -39,28 +39,6 @@ from workflows.types import (
 with workflow.unsafe.imports_passed_through():
     from activities.subscriptions import StripeSubscriptionActivities, SubscriptionActivities
 
-FINAL_ERRORS = ["CardDeclined", "ValidationError", "NotFound", "Conflict", "IdempotencyError"]
-DATABASE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
-# A charge may be moving money: retried until Stripe answers (the same key every time), never
-# abandoned half-way. A declined card is an answer, not an error.
-STRIPE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=2),
-    "heartbeat_timeout": timedelta(seconds=10),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=2),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=5),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
 ACTOR = "subscription-workflow"
 
 
