@@ -133,9 +133,7 @@ class Invoice(CreatedAt, Base):
 
     __table_args__ = (
         CheckConstraint("kind IN ('cycle', 'one_off')", name="kind"),
-        CheckConstraint(
-            "status IN ('draft', 'open', 'paid', 'uncollectible')", name="status"
-        ),
+        CheckConstraint("status IN ('draft', 'open', 'paid', 'uncollectible')", name="status"),
         CheckConstraint("kind = 'one_off' OR period_start IS NOT NULL", name="cycle_period"),
         CheckConstraint("status = 'draft' OR number IS NOT NULL", name="numbered"),
         CheckConstraint(
