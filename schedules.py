@@ -25,9 +25,18 @@ from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkf
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
 from workflows.recovery import RestartMissingWorkflowsWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow
-from workflows.types import AnchorRunInput, ConfirmRunInput, PurgeInput, RecoveryInput
+from workflows.types import (
+    AnchorRunInput,
+    ConfirmRunInput,
+    PurgeInput,
+    RecoveryInput,
+    WebhookDispatchInput,
+    WebhookPurgeInput,
+)
+from workflows.webhooks import PurgeWebhookLogsWorkflow, WebhookDispatcherWorkflow
 
 ANCHORING_SCHEDULE = "tickets-anchoring"
+WEBHOOK_DISPATCHER_SCHEDULE = "webhook-dispatcher"
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,37 @@ def jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
                     )
                 ]
             ),
+        ),
+        *webhook_jobs(settings),
+    )
+
+
+def webhook_jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
+    """The webhook dispatcher, started every minute: each run dispatches every few seconds
+    for a minute, and the one start buffered while it runs follows it at once, so dispatch
+    never pauses (a one-minute gap only if a run overruns by more than a minute). Old
+    delivery logs are purged daily."""
+    return (
+        PeriodicJob(
+            WEBHOOK_DISPATCHER_SCHEDULE,
+            WebhookDispatcherWorkflow.run,
+            WebhookDispatchInput(
+                task_queue=settings.task_queue,
+                interval_seconds=settings.webhook_dispatch_interval_seconds,
+                run_seconds=60,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                max_retry_after_seconds=settings.webhook_max_retry_after_seconds,
+                disable_after_days=settings.webhook_disable_after_days,
+            ),
+            ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))]),
+            overlap=ScheduleOverlapPolicy.BUFFER_ONE,
+            catchup_window=timedelta(minutes=1),
+        ),
+        PeriodicJob(
+            "webhook-logs-purge",
+            PurgeWebhookLogsWorkflow.run,
+            WebhookPurgeInput(retention_days=settings.webhook_log_retention_days),
+            ScheduleSpec(cron_expressions=["45 3 * * *"], time_zone_name="UTC"),
         ),
     )
 

@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from domain.errors import ValidationError
 from domain.fraud import FraudRules
 from domain.subscriptions import DEFAULT_RETRY_DAYS, DunningOutcome, check_retry_days
+from domain.webhooks import DEFAULT_RETRY_SCHEDULE as DEFAULT_WEBHOOK_RETRY_SCHEDULE
+from domain.webhooks import check_retry_schedule
 
 # Anvil's first well-known development account: funded on every fresh anvil chain.
 ANVIL_DEV_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -159,6 +161,11 @@ class Settings(BaseSettings):
         default_factory=FraudRules, description="Fraud rules and thresholds, as JSON"
     )
 
+    # Vendor settlements
+    vendor_settlement_hold_days: int = Field(
+        7, ge=0, le=365, description="Days a vendor settlement waits after its period ends"
+    )
+
     # Subscriptions and dunning
     subscription_retry_days: list[int] = Field(
         default_factory=lambda: list(DEFAULT_RETRY_DAYS),
@@ -192,6 +199,35 @@ class Settings(BaseSettings):
     market_dispute_window_hours: int = Field(
         72, ge=0, description="A completed distribution can be disputed this long, then settles"
     )
+
+    # Outbound webhooks
+    webhook_retry_schedule_seconds: list[int] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE),
+        description="Waits before each retry of a webhook delivery (an endpoint may set its own)",
+    )
+    webhook_disable_after_days: int = Field(
+        5, ge=1, description="An endpoint whose deliveries fail this long is disabled"
+    )
+    webhook_log_retention_days: int = Field(
+        90, ge=1, description="Webhook deliveries and attempts are kept this long"
+    )
+    webhook_timeout_seconds: int = Field(
+        10, ge=1, le=60, description="Longest wait for a receiver's answer to one attempt"
+    )
+    webhook_dispatch_interval_seconds: float = Field(
+        2.0, gt=0, le=60, description="How often outbox events are dispatched to endpoints"
+    )
+    webhook_max_retry_after_seconds: int = Field(
+        86_400, ge=1, description="Longest Retry-After a receiver can ask for"
+    )
+
+    @field_validator("webhook_retry_schedule_seconds")
+    @classmethod
+    def _webhook_retry_schedule(cls, seconds: list[int]) -> list[int]:
+        try:
+            return check_retry_schedule(seconds)
+        except ValidationError as exc:
+            raise ValueError(exc.message) from exc
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -26,9 +26,11 @@ from activities.refunds import RefundActivities, StripeRefundActivities
 from activities.stripe_events import StripeEventActivities
 from activities.subscriptions import StripeSubscriptionActivities, SubscriptionActivities
 from activities.tickets import TicketActivities
+from activities.webhooks import WebhookDeliveryActivities, WebhookDispatchActivities
 from integrations.anchor_contract import AnchorContract
 from integrations.stripe_client import build_client
 from integrations.temporal import connect, register_search_attributes
+from integrations.webhook_http import WebhookSender
 from models.engine import make_engine, make_sessionmaker
 from settings import Settings, get_settings
 from workflows import search_attributes
@@ -43,6 +45,12 @@ from workflows.refunds import RefundWorkflow
 from workflows.stripe_events import StripeEventDeliveryWorkflow
 from workflows.subscriptions import SubscriptionWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow, TicketWorkflow
+from workflows.webhooks import (
+    PurgeWebhookLogsWorkflow,
+    WebhookDeliveryWorkflow,
+    WebhookDispatcherWorkflow,
+    WebhookOrderedDeliveryWorkflow,
+)
 
 log = logging.getLogger("tollgate.worker")
 
@@ -66,6 +74,10 @@ WORKFLOWS: Sequence[type] = (
     StripeEventDeliveryWorkflow,
     MarketResolutionWorkflow,
     SubscriptionWorkflow,
+    WebhookDeliveryWorkflow,
+    WebhookOrderedDeliveryWorkflow,
+    WebhookDispatcherWorkflow,
+    PurgeWebhookLogsWorkflow,
 )
 
 
@@ -151,6 +163,20 @@ def stripe_event_activities(sessionmaker: Any, client: Client) -> list[Any]:
     return [events.deliver, events.dead_letter]
 
 
+def webhook_activities(sessionmaker: Any, client: Client) -> list[Any]:
+    """Outbound webhooks, on the main task queue: the dispatcher starts delivery workflows
+    (so it needs the client); the attempts POST to the partners' endpoints."""
+    deliveries = WebhookDeliveryActivities(sessionmaker, WebhookSender())
+    dispatch = WebhookDispatchActivities(sessionmaker, client)
+    return [
+        deliveries.send,
+        deliveries.record_attempt,
+        deliveries.cancel,
+        dispatch.dispatch,
+        dispatch.purge_logs,
+    ]
+
+
 def chain_sender(sessionmaker: Any, settings: Settings) -> ChainSender:
     return ChainSender(
         sessionmaker,
@@ -225,6 +251,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             RecoveryActivities(sessionmaker, client).restart_missing_workflows,
             # Signals payment and refund workflows, so it needs the client too.
             *stripe_event_activities(sessionmaker, client),
+            *webhook_activities(sessionmaker, client),
         ],
         graceful_shutdown_timeout=timedelta(seconds=20),
     )

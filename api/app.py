@@ -19,6 +19,7 @@ from api.routers import (
     anchoring,
     audit,
     audit_log,
+    commissions,
     escrow,
     fraud_checks,
     health,
@@ -34,6 +35,8 @@ from api.routers import (
     stripe_webhooks,
     subscriptions,
     tickets,
+    vendor_settlements,
+    webhooks,
 )
 from integrations import ticket_keys
 from integrations.chain import BlockHeight
@@ -129,6 +132,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscriptions.router,
         invoices.router,
         stripe_webhooks.router,
+        webhooks.router,
+        commissions.router,
+        vendor_settlements.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -3,6 +3,7 @@
 from models import (
     anchoring,
     audit,
+    commissions,
     escrow,
     idempotency,
     ledger,
@@ -11,6 +12,7 @@ from models import (
     payments,
     subscriptions,
     tickets,
+    webhooks,
 )
 from models.base import Base
 
@@ -18,6 +20,7 @@ __all__ = [
     "Base",
     "anchoring",
     "audit",
+    "commissions",
     "escrow",
     "idempotency",
     "ledger",
@@ -26,4 +29,5 @@ __all__ = [
     "payments",
     "subscriptions",
     "tickets",
+    "webhooks",
 ]

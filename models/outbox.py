@@ -24,4 +24,6 @@ class OutboxEvent(CreatedAt, Base):
     __table_args__ = (
         Index("ix_outbox_events_undelivered", "id", postgresql_where="delivered_at IS NULL"),
         Index("ix_outbox_events_entity", "entity_type", "entity_id", "id"),
+        # Webhook replays of a time range.
+        Index("ix_outbox_events_created", "created_at", "id"),
     )

@@ -5,6 +5,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from domain.webhooks import DEFAULT_RETRY_SCHEDULE
+
 
 class PurgeInput(BaseModel):
     """Empty today; a model so a later field (e.g. a batch size) stays compatible."""
@@ -847,3 +849,144 @@ class SubscriptionStatusView(BaseModel):
     cancel_at_period_end: bool = False
     open_invoice: InvoiceState | None = None
     pending_operations: list[str] = []
+
+
+# Outbound webhooks
+
+
+class WebhookDeliveryInput(BaseModel):
+    """``webhook-delivery-{delivery_id}``: one delivery, with its endpoint's retry schedule
+    (read when the workflow starts) and the limits the settings give (workflows never read
+    them)."""
+
+    delivery_id: UUID
+    event_id: int = Field(0, description="The outbox event: ordered deliveries go in its order")
+    retry_schedule_seconds: list[int] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE),
+        description="Waits before the 2nd, 3rd, ... attempt; after the last, a dead letter",
+    )
+    timeout_seconds: int = 10
+    max_retry_after_seconds: int = Field(86_400, description="Longest Retry-After honoured")
+    disable_after_days: int = Field(5, description="An endpoint failing this long is disabled")
+
+
+class WebhookSendInput(BaseModel):
+    delivery_id: UUID
+    attempt: int
+    timeout_seconds: int = 10
+
+
+class WebhookSendResult(BaseModel):
+    """One HTTP attempt as the sender saw it; ``skipped`` says why nothing was sent (the
+    delivery is closed, or its endpoint disabled)."""
+
+    skipped: str | None = None
+    status_code: int | None = None
+    retry_after_seconds: int | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+    duration_ms: int = 0
+    started_at: datetime | None = None
+
+
+class WebhookRecordInput(BaseModel):
+    """``retry_at`` is the next attempt's time, None when the schedule is spent."""
+
+    delivery_id: UUID
+    attempt: int
+    result: WebhookSendResult
+    retry_at: datetime | None = None
+    at: datetime
+    disable_after_days: int = 5
+
+
+class WebhookCancelInput(BaseModel):
+    delivery_id: UUID
+    reason: str
+    by: str = "webhook-delivery"
+
+
+class WebhookDeliveryState(BaseModel):
+    """Output of the delivery's database steps: the row as the step left it."""
+
+    status: str
+    attempt_count: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+class RetryWebhookDelivery(BaseModel):
+    """Argument of ``retry_now``: attempt at once instead of waiting out the interval."""
+
+    by: str = "temporal-ui"
+
+
+class CancelWebhookDelivery(BaseModel):
+    """Argument of ``cancel``."""
+
+    reason: str = "cancelled by an operator"
+    by: str = "temporal-ui"
+
+
+class WebhookDeliveryStatus(BaseModel):
+    """The ``status`` query and the workflow's result."""
+
+    delivery_id: UUID
+    status: str
+    attempts: int = 0
+    attempted_at: list[datetime] = Field(
+        default_factory=list, description="Workflow time of each attempt"
+    )
+    next_attempt_at: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+
+
+class WebhookSequenceInput(BaseModel):
+    """``webhook-ordered-{endpoint_id}-{entity_type}-{entity_id}``: the deliveries of one
+    entity's events to an endpoint that wants them in order, one at a time."""
+
+    endpoint_id: UUID
+    entity_type: str
+    entity_id: str
+    queue: list[WebhookDeliveryInput] = Field(
+        default_factory=list, description="Carried over when the run continues as new"
+    )
+    delivered: int = 0
+
+
+class WebhookSequenceStatus(BaseModel):
+    endpoint_id: UUID
+    entity_type: str
+    entity_id: str
+    current: UUID | None = None
+    queued: list[UUID] = []
+    delivered: int = 0
+
+
+class WebhookDispatchInput(BaseModel):
+    """Argument of the dispatcher's Schedule: a run dispatches every ``interval_seconds``
+    for ``run_seconds``; the next run follows it."""
+
+    task_queue: str = "tollgate"
+    interval_seconds: float = 2.0
+    run_seconds: int = 60
+    batch_size: int = 200
+    timeout_seconds: int = 10
+    max_retry_after_seconds: int = 86_400
+    disable_after_days: int = 5
+
+
+class WebhookDispatchResult(BaseModel):
+    """Events dispatched, deliveries created and workflows started; ``more`` when a batch
+    was full (the run goes on without waiting)."""
+
+    events: int = 0
+    deliveries: int = 0
+    started: int = 0
+    more: bool = False
+
+
+class WebhookPurgeInput(BaseModel):
+    retention_days: int = 90
