@@ -5,8 +5,6 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from domain.webhooks import DEFAULT_RETRY_SCHEDULE
-
 
 class PurgeInput(BaseModel):
     """Empty today; a model so a later field (e.g. a batch size) stays compatible."""
@@ -862,7 +860,10 @@ class WebhookDeliveryInput(BaseModel):
     delivery_id: UUID
     event_id: int = Field(0, description="The outbox event: ordered deliveries go in its order")
     retry_schedule_seconds: list[int] = Field(
-        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE),
+        # The default of ``TOLLGATE_WEBHOOK_RETRY_SCHEDULE_SECONDS``; this module imports no
+        # domain code, which the workflow sandbox would load (``domain.webhooks`` uses
+        # ``secrets``).
+        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000],
         description="Waits before the 2nd, 3rd, ... attempt; after the last, a dead letter",
     )
     timeout_seconds: int = 10
