@@ -11,8 +11,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.chain_address import checksum_address
 from domain.errors import ValidationError
 from domain.fraud import FraudRules
+from domain.rails import RoutingRules
 from domain.subscriptions import DEFAULT_RETRY_DAYS, DunningOutcome, check_retry_days
 from domain.webhooks import DEFAULT_RETRY_SCHEDULE as DEFAULT_WEBHOOK_RETRY_SCHEDULE
 from domain.webhooks import check_retry_schedule
@@ -54,6 +56,13 @@ class Settings(BaseSettings):
     )
     chain_anchor_address: str | None = Field(
         None, description="Address of the Anchor contract; default: from the deployments file"
+    )
+    chain_token_address: str | None = Field(
+        None,
+        description="ERC-20 token of the chain rail (Polygon: USDC); default: anvil's TestUSD",
+    )
+    chain_token_decimals: int = Field(
+        6, ge=0, le=36, description="Decimals of that token (USDC and TestUSD: 6)"
     )
     chain_confirmations: int = Field(
         1, ge=1, description="Blocks (the mined one included) before a batch is CONFIRMED"
@@ -166,6 +175,25 @@ class Settings(BaseSettings):
         7, ge=0, le=365, description="Days a vendor settlement waits after its period ends"
     )
 
+    # Transfers and batch payouts
+    rail_routing: RoutingRules = Field(
+        default_factory=RoutingRules,
+        description='Rail router overrides, as JSON: {"default": {"USD": "stripe"}, '
+        '"partners": {"partner-a": {"USD": "chain"}}, "enabled": ["stripe", "chain"]}',
+    )
+    transfer_concurrency: int = Field(
+        20, ge=1, le=200, description="Items of one transfer batch under way at once"
+    )
+    transfer_max_attempts: int = Field(
+        8, ge=1, le=20, description="Attempts of one transfer at its rail before it fails"
+    )
+    transfer_backoff_seconds: int = Field(
+        2, ge=1, le=3600, description="Wait before a transfer's second attempt; doubles"
+    )
+    transfer_max_backoff_seconds: int = Field(
+        300, ge=1, le=86_400, description="Longest wait between two attempts of a transfer"
+    )
+
     # Subscriptions and dunning
     subscription_retry_days: list[int] = Field(
         default_factory=lambda: list(DEFAULT_RETRY_DAYS),
@@ -229,6 +257,16 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise ValueError(exc.message) from exc
 
+    @field_validator("chain_token_address")
+    @classmethod
+    def _token_address(cls, address: str | None) -> str | None:
+        if not address:
+            return None  # unset, or empty as docker-compose passes it
+        try:
+            return checksum_address(address, param="TOLLGATE_CHAIN_TOKEN_ADDRESS")
+        except ValidationError as exc:
+            raise ValueError(exc.message) from exc
+
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or (
@@ -259,6 +297,20 @@ class Settings(BaseSettings):
             raise RuntimeError(
                 f"no Anchor contract address: {self.deployments_file} is missing or unreadable; "
                 "run `tollgate deploy-contracts` or set TOLLGATE_CHAIN_ANCHOR_ADDRESS"
+            ) from exc
+
+    def token_address(self) -> str:
+        """The chain rail's ERC-20 token: the setting (production: USDC), else the TestUSD
+        that ``tollgate deploy-contracts`` deployed on the development chain."""
+        if self.chain_token_address:
+            return self.chain_token_address
+        try:
+            saved = json.loads(self.deployments_file.read_text())
+            return str(saved["contracts"]["TestUSD"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RuntimeError(
+                f"no chain token address: {self.deployments_file} holds no TestUSD (it is "
+                "deployed on anvil only); set TOLLGATE_CHAIN_TOKEN_ADDRESS (e.g. USDC)"
             ) from exc
 
     def chain_sender_key(self) -> str:

@@ -26,10 +26,13 @@ from activities.refunds import RefundActivities, StripeRefundActivities
 from activities.stripe_events import StripeEventActivities
 from activities.subscriptions import StripeSubscriptionActivities, SubscriptionActivities
 from activities.tickets import TicketActivities
+from activities.token_transfers import TokenRailActivities
+from activities.transfers import StripeTransferSendActivities, TransferActivities
 from activities.webhooks import WebhookDeliveryActivities, WebhookDispatchActivities
 from integrations.anchor_contract import AnchorContract
 from integrations.stripe_client import build_client
 from integrations.temporal import connect, register_search_attributes
+from integrations.token_contract import TokenContract
 from integrations.webhook_http import WebhookSender
 from models.engine import make_engine, make_sessionmaker
 from settings import Settings, get_settings
@@ -45,6 +48,7 @@ from workflows.refunds import RefundWorkflow
 from workflows.stripe_events import StripeEventDeliveryWorkflow
 from workflows.subscriptions import SubscriptionWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow, TicketWorkflow
+from workflows.transfers import TransferBatchWorkflow
 from workflows.webhooks import (
     PurgeWebhookLogsWorkflow,
     WebhookDeliveryWorkflow,
@@ -78,6 +82,7 @@ WORKFLOWS: Sequence[type] = (
     WebhookOrderedDeliveryWorkflow,
     WebhookDispatcherWorkflow,
     PurgeWebhookLogsWorkflow,
+    TransferBatchWorkflow,
 )
 
 
@@ -136,6 +141,7 @@ def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
         market.rollback,
         market.settle,
         *subscription_activities(subscription),
+        *transfer_activities(sessionmaker, settings),
     ]
 
 
@@ -155,6 +161,12 @@ def subscription_activities(subscription: SubscriptionActivities) -> list[Any]:
         subscription.start_attempt,
         subscription.finish_attempt,
     ]
+
+
+def transfer_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
+    """The database steps of transfer batches, on the main task queue."""
+    steps = TransferActivities(sessionmaker, token_decimals=settings.chain_token_decimals)
+    return [steps.begin, steps.start, steps.succeed, steps.fail, steps.cancel, steps.finish]
 
 
 def stripe_event_activities(sessionmaker: Any, client: Client) -> list[Any]:
@@ -197,7 +209,18 @@ def chain_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
     sender = chain_sender(sessionmaker, settings)
     contract = AnchorContract(sender.client.w3, settings.chain_rpc_url, settings.anchor_address())
     anchor = AnchorChainActivities(sessionmaker, sender, contract)
-    return [anchor.submit_anchor_batch, anchor.check_anchor_batch]
+    token_rail = TokenRailActivities(
+        sender,
+        TokenContract(sender.client.w3, settings.token_address()),
+        decimals=settings.chain_token_decimals,
+        confirmations=settings.chain_confirmations,
+    )
+    return [
+        anchor.submit_anchor_batch,
+        anchor.check_anchor_batch,
+        token_rail.send_token_transfer,
+        token_rail.check_token_transfer,
+    ]
 
 
 def stripe_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
@@ -211,6 +234,7 @@ def stripe_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
         payments.cancel,
         StripeRefundActivities(sessionmaker, client).refund,
         StripeSubscriptionActivities(sessionmaker, client).charge_invoice,
+        StripeTransferSendActivities(sessionmaker, client).send,
     ]
 
 

@@ -1,6 +1,7 @@
-"""The safety net of holds, payouts and subscriptions: every hold still holding money, every
-open payout schedule and every subscription not canceled must have its workflow running; a
-missing (or wrongly closed) one is started again.
+"""The safety net of holds, payouts, subscriptions and transfer batches: every hold still
+holding money, every open payout schedule, every subscription not canceled and every transfer
+batch still processing must have its workflow running; a missing (or wrongly closed) one is
+started again.
 
 Starting is idempotent: the workflow id is the entity's, and a running one is left alone.
 """
@@ -13,13 +14,14 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from services import escrow, payouts, subscriptions
+from services import escrow, payouts, subscriptions, transfers
 from workflows.types import (
     EscrowHoldInput,
     PayoutScheduleInput,
     RecoveryInput,
     RecoveryResult,
     SubscriptionInput,
+    TransferBatchInput,
 )
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,8 @@ class RecoveryActivities:
             holds = await escrow.holding(session)
             schedules = await payouts.open_schedules(session)
             live = await subscriptions.live(session)
-        result = RecoveryResult(checked=len(holds) + len(schedules) + len(live))
+            batches = [batch.id for batch in await transfers.open_batches(session)]
+        result = RecoveryResult(checked=len(holds) + len(schedules) + len(live) + len(batches))
         for hold in holds:
             activity.heartbeat()
             workflow_id = f"escrow-hold-{hold.id}"
@@ -82,12 +85,39 @@ class RecoveryActivities:
                     request.task_queue,
                 )
                 result.restarted_subscriptions += 1
-        if result.restarted_holds or result.restarted_payouts or result.restarted_subscriptions:
+        for batch_id in batches:
+            activity.heartbeat()
+            workflow_id = f"transfer-batch-{batch_id}"
+            if not await self._running(workflow_id):
+                await self._start(
+                    "TransferBatch",
+                    TransferBatchInput(
+                        batch_id=batch_id,
+                        stripe_task_queue=request.stripe_task_queue,
+                        chain_task_queue=request.chain_task_queue,
+                        concurrency=request.transfer_concurrency,
+                        max_attempts=request.transfer_max_attempts,
+                        backoff_seconds=request.transfer_backoff_seconds,
+                        max_backoff_seconds=request.transfer_max_backoff_seconds,
+                        chain_poll_seconds=request.chain_poll_seconds,
+                    ),
+                    workflow_id,
+                    request.task_queue,
+                )
+                result.restarted_transfer_batches += 1
+        if (
+            result.restarted_holds
+            or result.restarted_payouts
+            or result.restarted_subscriptions
+            or result.restarted_transfer_batches
+        ):
             log.warning(
-                "restarted %d escrow, %d payout and %d subscription workflows that were missing",
+                "restarted %d escrow, %d payout, %d subscription and %d transfer batch"
+                " workflows that were missing",
                 result.restarted_holds,
                 result.restarted_payouts,
                 result.restarted_subscriptions,
+                result.restarted_transfer_batches,
             )
         return result
 

@@ -35,6 +35,7 @@ from api.routers import (
     stripe_webhooks,
     subscriptions,
     tickets,
+    transfers,
     vendor_settlements,
     webhooks,
 )
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         commissions.router,
         vendor_settlements.router,
+        transfers.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -53,9 +53,18 @@ def envelope(type_: str, code: str, message: str, param: str | None = None) -> d
 def error_response(error: TollgateError) -> JSONResponse:
     status = status_of(error)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        envelope(error.type, error.code, error.message, error.param), status, headers=headers
-    )
+    body = envelope(error.type, error.code, error.message, error.param)
+    # A refusal of many things at once (a batch's items) lists each one's problem.
+    errors = error.details.get("errors")
+    if isinstance(errors, list):
+        body = {"error": {**_fields(body), "errors": errors}}
+    return JSONResponse(body, status, headers=headers)
+
+
+def _fields(body: dict[str, object]) -> dict[str, object]:
+    inner = body["error"]
+    assert isinstance(inner, dict)
+    return inner
 
 
 async def _tollgate_error(_: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,16 @@
 
 import asyncio
 
-from benchmarks import anchoring, escrow, ledger, markets, payments, subscriptions, tickets
+from benchmarks import (
+    anchoring,
+    escrow,
+    ledger,
+    markets,
+    payments,
+    settlement,
+    subscriptions,
+    tickets,
+)
 
 
 def main() -> None:
@@ -13,6 +22,7 @@ def main() -> None:
     escrow.main()
     payments.main()
     subscriptions.main()
+    settlement.main()
 
 
 if __name__ == "__main__":

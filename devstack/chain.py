@@ -2,7 +2,9 @@
 
 ``deploy_once`` keeps ``settings.deployments_file`` as the record of where the contracts
 live; ``make run`` calls it at every start, so a restarted anvil (whose state is persisted)
-keeps its contracts, and a wiped or different chain gets a fresh deployment.
+keeps its contracts, and a wiped or different chain gets a fresh deployment. On a development
+chain it also deploys ``TestUSD``, the chain rail's test token, and mints its float to the
+sender; elsewhere the token is a setting (``TOLLGATE_CHAIN_TOKEN_ADDRESS``, e.g. USDC).
 """
 
 import json
@@ -19,7 +21,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from domain.errors import ProviderError
-from integrations.chain import load_artifact, make_web3, ping, provider_errors
+from integrations.chain import contract, load_artifact, make_web3, ping, provider_errors
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,11 @@ ANVIL_CHAIN_ID = 31337
 # Seconds between state dumps: a crash (no dump on exit) loses at most this much chain history.
 ANVIL_STATE_INTERVAL = 5
 CONTRACTS = ("Anchor",)
+# The chain rail's ERC-20 on development chains, and the float minted to the sender when it
+# is deployed: 10^15 base units = 10^9 tUSD at 6 decimals.
+TEST_TOKEN = "TestUSD"
+TEST_TOKEN_FLOAT = 10**15
+DEVELOPMENT_CHAIN_IDS = frozenset({ANVIL_CHAIN_ID})
 
 
 def anvil_binary() -> Path:
@@ -88,32 +95,46 @@ def wait_ready(
         time.sleep(0.05)
 
 
+def contracts_for(settings: Settings, chain_id: int) -> tuple[str, ...]:
+    """The contracts Tollgate deploys on ``chain_id``: the Anchor everywhere; the test token
+    only on a development chain whose token is not configured, never a worthless token on a
+    real chain."""
+    if chain_id in DEVELOPMENT_CHAIN_IDS and not settings.chain_token_address:
+        return (*CONTRACTS, TEST_TOKEN)
+    return CONTRACTS
+
+
 def deploy_once(settings: Settings) -> dict[str, str]:
     """Addresses of Tollgate's contracts on the configured chain, deploying them if needed.
 
-    The saved deployment is reused when it is for this chain id and every contract's code on
-    chain is what its committed artifact deploys; otherwise (fresh chain, other chain,
-    recompiled contract) all contracts are deployed again with the sender key and the file
-    is rewritten.
+    A saved contract is reused when the file is for this chain id and the contract's code on
+    chain is what its committed artifact deploys; the others (fresh chain, other chain,
+    recompiled or newly added contract) are deployed with the sender key, and the file is
+    rewritten. A newly deployed test token mints ``TEST_TOKEN_FLOAT`` to the sender.
     """
     rpc_url = settings.chain_rpc_url
     path = settings.deployments_file
     w3 = make_web3(rpc_url)
     with provider_errors(rpc_url):
         chain_id = w3.eth.chain_id
+        names = contracts_for(settings, chain_id)
         saved = _read_deployments(path)
-        if saved is not None and _is_current(w3, saved, chain_id):
-            return dict(saved["contracts"])
+        contracts = _current(w3, saved, chain_id, names) if saved is not None else {}
+        missing = [name for name in names if name not in contracts]
+        if not missing:
+            return contracts
 
         account: LocalAccount = Account.from_key(settings.chain_sender_key())
-        contracts: dict[str, str] = {}
         block = 0
-        for name in CONTRACTS:
+        for name in missing:
             contracts[name], block = _deploy(w3, account, chain_id, name)
+            if name == TEST_TOKEN:
+                block = _mint(w3, account, chain_id, contracts[name], TEST_TOKEN_FLOAT)
+    contracts = {name: contracts[name] for name in names}
     _write_atomically(
         path, {"chain_id": chain_id, "contracts": contracts, "deployed_at_block": block}
     )
-    log.info("deployed %s on chain %d; saved to %s", contracts, chain_id, path)
+    log.info("deployed %s on chain %d; saved to %s", missing, chain_id, path)
     return contracts
 
 
@@ -131,30 +152,49 @@ def _read_deployments(path: Path) -> dict[str, Any] | None:
     return saved
 
 
-def _is_current(w3: Web3, saved: dict[str, Any], chain_id: int) -> bool:
+def _current(
+    w3: Web3, saved: dict[str, Any], chain_id: int, names: tuple[str, ...]
+) -> dict[str, str]:
+    """The saved addresses of ``names`` that still hold their artifact's code."""
     if saved.get("chain_id") != chain_id:
         log.info("deployments file is for chain %s, node is %d", saved.get("chain_id"), chain_id)
-        return False
-    for name in CONTRACTS:
+        return {}
+    current: dict[str, str] = {}
+    for name in names:
         address = saved["contracts"].get(name)
         if not isinstance(address, str) or not Web3.is_address(address):
-            return False
+            continue
         code = w3.eth.get_code(Web3.to_checksum_address(address))
         if not code:
             log.info("no code at saved %s address %s: the chain is new", name, address)
-            return False
+            continue
         # Simulating the creation returns the runtime code the artifact deploys, so a
         # recompiled contract is redeployed rather than called through a stale ABI.
         if code != w3.eth.call({"data": load_artifact(name)["bytecode"]}):
             log.info("code at %s differs from the %s artifact", address, name)
-            return False
-    return True
+            continue
+        current[name] = address
+    return current
 
 
 def _deploy(w3: Web3, account: LocalAccount, chain_id: int, name: str) -> tuple[str, int]:
     artifact = load_artifact(name)
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-    tx = factory.constructor().build_transaction(
+    receipt = _transact(w3, account, chain_id, factory.constructor(), f"deploying {name}")
+    if not receipt["contractAddress"]:
+        raise RuntimeError(f"deploying {name} created no contract")
+    return str(receipt["contractAddress"]), int(receipt["blockNumber"])
+
+
+def _mint(w3: Web3, account: LocalAccount, chain_id: int, token: str, amount: int) -> int:
+    """Mints ``amount`` of the test token to the sender; the block it was mined in."""
+    minting = contract(w3, TEST_TOKEN, token).functions.mint(account.address, amount)
+    receipt = _transact(w3, account, chain_id, minting, f"minting {TEST_TOKEN}")
+    return int(receipt["blockNumber"])
+
+
+def _transact(w3: Web3, account: LocalAccount, chain_id: int, call: Any, what: str) -> Any:
+    tx = call.build_transaction(
         {
             "from": account.address,
             "nonce": w3.eth.get_transaction_count(account.address, "pending"),
@@ -163,9 +203,9 @@ def _deploy(w3: Web3, account: LocalAccount, chain_id: int, name: str) -> tuple[
     )
     tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
-    if receipt["status"] != 1 or not receipt["contractAddress"]:
-        raise RuntimeError(f"deploying {name} failed: transaction {tx_hash.hex()} reverted")
-    return str(receipt["contractAddress"]), int(receipt["blockNumber"])
+    if receipt["status"] != 1:
+        raise RuntimeError(f"{what} failed: transaction {tx_hash.hex()} reverted")
+    return receipt
 
 
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:

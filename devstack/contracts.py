@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOLCJS = REPO_ROOT / "node_modules" / ".bin" / "solcjs"
 BUILD_DIR = REPO_ROOT / "contracts" / "build"
-CONTRACTS = ("Anchor",)
+CONTRACTS = ("Anchor", "TestUSD")
 OPTIMIZER_RUNS = 200
 SOLC_FLAGS = ("--bin", "--abi", "--optimize", "--optimize-runs", str(OPTIMIZER_RUNS))
 

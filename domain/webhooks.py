@@ -49,6 +49,8 @@ EVENT_PREFIXES = frozenset(
         "refund",
         "subscription",
         "token_grant",
+        "transfer",
+        "transfer_batch",
         "vendor_settlement",
         "webhook",
     }

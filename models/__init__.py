@@ -12,6 +12,7 @@ from models import (
     payments,
     subscriptions,
     tickets,
+    transfers,
     webhooks,
 )
 from models.base import Base
@@ -29,5 +30,6 @@ __all__ = [
     "payments",
     "subscriptions",
     "tickets",
+    "transfers",
     "webhooks",
 ]

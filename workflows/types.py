@@ -318,6 +318,13 @@ class RecoveryInput(BaseModel):
     # For a subscription's restarted workflow, as the API starts it.
     subscription_retry_days: list[int] = Field(default_factory=lambda: [1, 3, 5, 7])
     subscription_dunning_outcome: str = "unpaid"
+    # For a transfer batch's restarted workflow, as the API starts it.
+    chain_task_queue: str = "tollgate-chain"
+    transfer_concurrency: int = 20
+    transfer_max_attempts: int = 8
+    transfer_backoff_seconds: int = 2
+    transfer_max_backoff_seconds: int = 300
+    chain_poll_seconds: int = 5
 
 
 class RecoveryResult(BaseModel):
@@ -325,6 +332,7 @@ class RecoveryResult(BaseModel):
     restarted_holds: int = 0
     restarted_payouts: int = 0
     restarted_subscriptions: int = 0
+    restarted_transfer_batches: int = 0
 
 
 # Payments, refunds and Stripe events
@@ -849,6 +857,128 @@ class SubscriptionStatusView(BaseModel):
     pending_operations: list[str] = []
 
 
+# Transfers and batch payouts
+
+
+class TransferBatchInput(BaseModel):
+    """``transfer-batch-{id}``: how the batch's items are run (from settings, by the API)."""
+
+    batch_id: UUID
+    stripe_task_queue: str = "tollgate-stripe"
+    chain_task_queue: str = "tollgate-chain"
+    concurrency: int = Field(20, description="Items under way at once")
+    max_attempts: int = Field(8, description="Attempts of one item's transfer at the rail")
+    backoff_seconds: int = Field(2, description="Wait before the second attempt; doubles")
+    max_backoff_seconds: int = 300
+    chain_poll_seconds: int = 5
+    chain_confirm_timeout_seconds: int = 1800
+    # Carried over continue-as-new: a retry asked for while the last run drained.
+    retry_requested: bool = False
+
+
+class RetryFailedTransfers(BaseModel):
+    """Argument of ``retry_failed``: the failed items go again (new attempts)."""
+
+    by: str = "temporal-ui"
+
+
+class CancelTransferBatch(BaseModel):
+    """Argument of ``cancel``: items not started are cancelled; those under way finish."""
+
+    reason: str = "cancelled by an operator"
+    by: str = "temporal-ui"
+
+
+class TransferBatchState(BaseModel):
+    """The batch's row: its status and counts (``pending``: items not final yet)."""
+
+    status: str
+    total: int = 0
+    pending: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    run_count: int = 1
+
+
+class TransferBatchStepInput(BaseModel):
+    batch_id: UUID
+    actor: str
+    retry_failed: bool = Field(False, description="Put failed items back to pending first")
+
+
+class TransferItemRef(BaseModel):
+    transfer_id: UUID
+    rail: str
+    status: str
+
+
+class TransferBatchItems(BaseModel):
+    """Output of ``transfer_batch_begin``: the batch, and the items this run executes."""
+
+    state: TransferBatchState
+    items: list[TransferItemRef] = []
+
+
+class TransferStepInput(BaseModel):
+    transfer_id: UUID
+    actor: str
+
+
+class TransferStarted(BaseModel):
+    """Output of ``transfer_start``: what the chain rail needs to send it (``amount`` in
+    base units of the chain's token)."""
+
+    status: str
+    destination: str
+    amount: int
+    external_id: str | None = None
+
+
+class TransferSendInput(BaseModel):
+    transfer_id: UUID
+
+
+class TransferSendResult(BaseModel):
+    external_id: str
+
+
+class TransferSucceedInput(BaseModel):
+    transfer_id: UUID
+    external_id: str
+    actor: str
+
+
+class TransferFailInput(BaseModel):
+    transfer_id: UUID
+    error: str
+    actor: str
+    # The rail refused it (rather than retries running out): a retry takes a new key.
+    final: bool = False
+
+
+class TransferStepResult(BaseModel):
+    """Output of ``transfer_succeed`` and ``transfer_fail``: the item and its batch."""
+
+    status: str
+    batch: TransferBatchState | None = None
+
+
+class TransferBatchStatus(BaseModel):
+    """The ``status`` query and the workflow's result."""
+
+    batch_id: UUID
+    status: str
+    total: int
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    percent_done: float
+    cancel_requested: bool = False
+
+
 # Outbound webhooks
 
 
@@ -991,3 +1121,39 @@ class WebhookDispatchResult(BaseModel):
 
 class WebhookPurgeInput(BaseModel):
     retention_days: int = 90
+
+
+# Chain token rail
+
+
+class TokenTransferInput(BaseModel):
+    """One transfer of the chain rail's ERC-20 from the platform's sender to ``destination``.
+
+    ``transfer_id`` is the idempotency: the sender signs one transaction per transfer id
+    (purpose ``transfer-{transfer_id}``), ever. ``amount`` is in the token's base units
+    (6 decimals: the minor units of ``USDC``).
+    """
+
+    transfer_id: UUID
+    destination: str
+    amount: int
+
+
+class TokenTransferResult(BaseModel):
+    """Where a token transfer stands on chain.
+
+    ``status``: ``PENDING`` (broadcast, not mined yet), ``MINED`` (succeeded, fewer than the
+    required confirmations so far), ``CONFIRMED`` (at depth, and its ``Transfer`` event is
+    the requested one: final), ``REVERTED`` (mined and failed: nothing moved, final; the
+    transfer id cannot be sent again) or ``MISMATCH`` (mined, but its ``Transfer`` event is
+    not the requested amount to the requested destination: final, for an operator).
+    ``amount`` and ``destination`` are those of the mined ``Transfer`` event, when there is one.
+    """
+
+    status: str
+    tx_hash: str | None = None
+    block: int | None = None
+    confirmations: int = 0
+    amount: int | None = None
+    destination: str | None = None
+    error: str | None = None

@@ -20,6 +20,9 @@ from tests.fixtures.chain import AnvilNode, run_anvil
 
 pytestmark = pytest.mark.integration
 
+# A deployment on anvil: the Anchor, the TestUSD token, and the mint of its float.
+DEPLOY_TRANSACTIONS = 3
+
 
 def settings_for(node: AnvilNode, data_dir: Path) -> Settings:
     return Settings(chain_rpc_url=node.rpc_url, data_dir=data_dir)
@@ -80,7 +83,7 @@ def test_deploy_once_redeploys_on_a_fresh_chain(anvil: AnvilNode, tmp_path: Path
         assert sender_nonce(w3, settings) == 0
 
         redeployed = deploy_once(settings)
-        assert sender_nonce(w3, settings) == 1
+        assert sender_nonce(w3, settings) == DEPLOY_TRANSACTIONS
         assert w3.eth.get_code(Web3.to_checksum_address(redeployed["Anchor"]))
         saved = json.loads(settings.deployments_file.read_text())
         assert saved["contracts"] == redeployed
@@ -119,7 +122,7 @@ def test_deploy_once_redeploys_over_a_stale_file(
     nonce = sender_nonce(w3, settings)
 
     redeployed = deploy_once(settings)
-    assert sender_nonce(w3, settings) == nonce + 1
+    assert sender_nonce(w3, settings) == nonce + DEPLOY_TRANSACTIONS
     assert json.loads(settings.deployments_file.read_text())["contracts"] == redeployed
 
 

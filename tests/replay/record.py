@@ -25,6 +25,7 @@ from devstack.binaries import find
 from integrations.temporal import add_search_attributes
 from tests.replay.record_payments import record_payments
 from tests.replay.record_subscriptions import record_subscriptions
+from tests.replay.record_transfers import record_transfers
 from tests.replay.record_webhooks import record_webhooks
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.escrow import EscrowHoldWorkflow
@@ -422,6 +423,7 @@ async def record() -> None:
             await record_payments(env, save)
             await record_subscriptions(env, save)
             await record_webhooks(env, save)
+            await record_transfers(env, save)
     finally:
         await env.shutdown()
 
