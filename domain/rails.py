@@ -4,8 +4,10 @@ Two rails carry money out of the platform:
 
 - ``stripe``: a Stripe transfer of a fiat currency to a connected account (``acct_...``);
 - ``chain``: an ERC-20 stablecoin transfer on the configured EVM chain to an address
-  (``0x`` and 40 hex digits). It carries the chain currencies (``USDC``, ``TOKEN``) and the
-  fiat currencies its stablecoin is pegged to (``USD``, paid 1:1).
+  (``0x`` and 40 hex digits). It carries the chain currency (``USDC``) and the fiat
+  currencies its stablecoin is pegged to (``USD``, paid 1:1).
+
+``TOKEN`` (prediction-market tokens) never leaves the platform: no rail pays it.
 
 The rules, in order:
 
@@ -42,7 +44,10 @@ class Rail(StrEnum):
 
 
 # Currencies that exist only on the chain: never a Stripe transfer.
-CHAIN_CURRENCIES = frozenset({"USDC", "TOKEN"})
+CHAIN_CURRENCIES = frozenset({"USDC"})
+# Units of account inside the platform (prediction-market tokens): paying one out as a
+# stablecoin would pay money that was never there.
+NOT_PAYABLE = frozenset({"TOKEN"})
 # Fiat currencies the chain's stablecoin is pegged to, paid 1:1 on the chain rail.
 CHAIN_PEGGED_FIAT = frozenset({"USD"})
 # Decimals of the chain rail's ERC-20 token (USDC, and the embedded chain's TestUSD: 6);
@@ -141,6 +146,12 @@ def route(
 ) -> RouteDecision:
     """The rail of one transfer and why; ``ValidationError`` (with ``param``) if none fits."""
     code = validate_currency(currency)
+    if code in NOT_PAYABLE:
+        raise ValidationError(
+            f"{code} never leaves the platform: no rail pays it",
+            code="currency_not_payable",
+            param="currency",
+        )
     if not isinstance(destination, str):
         raise ValidationError("destination must be a string", param="destination")
     reaches = destination_rail(destination)
@@ -197,7 +208,7 @@ def route(
 def chain_amount(amount: int, currency: str, decimals: int = CHAIN_TOKEN_DECIMALS) -> int:
     """``amount`` minor units of ``currency`` in base units of the chain's token, 1:1 in
     value: 12.34 USD (1234) is 12,340,000 with 6 decimals; 1.5 USDC (1,500,000) stays
-    1,500,000; one TOKEN is one whole token."""
+    1,500,000."""
     exponent = CURRENCY_EXPONENTS[validate_currency(currency)]
     if exponent > decimals:
         raise ValidationError(f"{currency} has more decimals than the chain token", param="amount")

@@ -22,7 +22,6 @@ RULES = RoutingRules(
         ("usd", ACCOUNT, "anyone", Rail.STRIPE, "USD to a Stripe connected account"),
         ("GBP", ACCOUNT, "anyone", Rail.STRIPE, "GBP to a Stripe connected account"),
         ("USDC", ADDRESS, "anyone", Rail.CHAIN, "USDC is a chain currency"),
-        ("TOKEN", ADDRESS, "anyone", Rail.CHAIN, "TOKEN is a chain currency"),
         ("USD", ADDRESS, "anyone", Rail.CHAIN, "USD to a chain address"),
         ("USD", ADDRESS, "partner-a", Rail.CHAIN, "partner partner-a routes USD to chain"),
         ("USD", ACCOUNT, "partner-b", Rail.STRIPE, "partner partner-b routes USD to stripe"),
@@ -103,9 +102,17 @@ def test_bad_rules_are_refused_when_the_settings_load(raw: str) -> None:
 
 @pytest.mark.parametrize(
     ("amount", "currency", "base_units"),
-    [(1234, "USD", 12_340_000), (1_500_000, "USDC", 1_500_000), (3, "TOKEN", 3_000_000)],
+    [(1234, "USD", 12_340_000), (1_500_000, "USDC", 1_500_000)],
 )
 def test_chain_amounts_are_in_the_tokens_base_units(
     amount: int, currency: str, base_units: int
 ) -> None:
     assert chain_amount(amount, currency) == base_units
+
+
+@pytest.mark.parametrize("destination", [ADDRESS, ACCOUNT])
+def test_prediction_market_tokens_are_never_paid_out(destination: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        route("TOKEN", destination, "anyone", RULES)
+
+    assert (refused.value.code, refused.value.param) == ("currency_not_payable", "currency")
