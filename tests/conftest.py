@@ -1,18 +1,27 @@
 """Shared fixtures: a real PostgreSQL for the whole run, databases cloned from a migrated
 template, the API in-process, bearer tokens, and the time-skipping Temporal server."""
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from temporalio.client import (
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowInput,
+    WorkflowHandle,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -134,18 +143,58 @@ def auth(settings: Settings) -> TokenFactory:
     return partial(token_headers, settings)
 
 
+class StartedWorkflows(Interceptor):
+    """Records the id of every workflow a test starts through the client."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _RecordStarts(next, self.ids)
+
+
+class _RecordStarts(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, ids: set[str]) -> None:
+        super().__init__(next)
+        self._ids = ids
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+        self._ids.add(input.id)
+        return await super().start_workflow(input)
+
+
 @pytest.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def time_skipping_server() -> AsyncIterator[tuple[WorkflowEnvironment, StartedWorkflows]]:
     binary = find("temporal-test-server")
+    started = StartedWorkflows()
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary, data_converter=pydantic_data_converter
+        test_server_existing_path=binary,
+        data_converter=pydantic_data_converter,
+        interceptors=[started],
     )
     # The test server cannot list search attributes, only add them.
     await add_search_attributes(env.client, "default", search_attributes.ALL)
     try:
-        yield env
+        yield env, started
     finally:
         await env.shutdown()
+
+
+@pytest.fixture
+async def time_skipping_env(
+    time_skipping_server: tuple[WorkflowEnvironment, StartedWorkflows],
+) -> AsyncIterator[WorkflowEnvironment]:
+    """The shared time-skipping server; what a test leaves running is terminated after it.
+
+    A workflow left running holds the shared clock: its next timer fires into a task queue
+    nobody polls any more, and time stops skipping for every later test."""
+    env, started = time_skipping_server
+    started.ids.clear()
+    yield env
+    for workflow_id in sorted(started.ids):
+        with contextlib.suppress(RPCError):
+            await env.client.get_workflow_handle(workflow_id).terminate()
+    started.ids.clear()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ activities: a test database and the Stripe sandbox. The test drives the clock pe
 period and waits, in real time, for each period's activities to finish."""
 
 import asyncio
-import contextlib
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,7 +14,6 @@ import stripe
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowHandle
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -50,10 +48,9 @@ class Run:
     sandbox: StripeSandbox
     client: stripe.StripeClient
     task_queue: str
-    workflow_ids: list[str]
 
     async def start(self, subscription_id: uuid.UUID, dunning_outcome: str = "unpaid") -> Handle:
-        handle = await self.env.client.start_workflow(
+        return await self.env.client.start_workflow(
             SubscriptionWorkflow.run,
             SubscriptionInput(
                 subscription_id=subscription_id,
@@ -63,8 +60,6 @@ class Run:
             id=f"subscription-{subscription_id}",
             task_queue=self.task_queue,
         )
-        self.workflow_ids.append(handle.id)
-        return handle
 
 
 @pytest.fixture
@@ -85,13 +80,7 @@ async def run(
             StripeSubscriptionActivities(db, client).charge_invoice,
         ],
     ):
-        run = Run(time_skipping_env, db, stripe_sandbox, client, task_queue, [])
-        yield run
-        # A subscription left running would hold the shared server's clock: its next timer
-        # fires into a task queue nobody polls, and time stops skipping for later tests.
-        for workflow_id in run.workflow_ids:
-            with contextlib.suppress(RPCError):
-                await time_skipping_env.client.get_workflow_handle(workflow_id).terminate()
+        yield Run(time_skipping_env, db, stripe_sandbox, client, task_queue)
 
 
 async def start(
