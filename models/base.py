@@ -27,3 +27,8 @@ class CreatedAt:
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+def updated_at() -> Mapped[datetime]:
+    """An ``updated_at`` column the database sets on insert and SQLAlchemy on each update."""
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())

@@ -16,16 +16,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, CreatedAt, new_id
-
-
-def _updated_at() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
+from models.base import Base, CreatedAt, new_id, updated_at
 
 
 class CommissionRule(CreatedAt, Base):
@@ -49,7 +44,7 @@ class CommissionRule(CreatedAt, Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     description: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(200))
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint("scope IN ('vendor', 'category', 'default')", name="scope"),
@@ -103,7 +98,7 @@ class VendorSettlement(CreatedAt, Base):
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(200))
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         # A period is settled once: a second compute finds this row.
@@ -184,7 +179,7 @@ class SettlementTransfer(CreatedAt, Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     routed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount"),

@@ -22,15 +22,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, CreatedAt, new_id
+from models.base import Base, CreatedAt, new_id, updated_at
 
 # Human-readable numbers (PAY-00000042, RFD-00000007) come from these.
 PAYMENT_NUMBERS = Sequence("payment_number_seq", metadata=Base.metadata)
 REFUND_NUMBERS = Sequence("refund_number_seq", metadata=Base.metadata)
-
-
-def _updated_at() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
 
 
 class StripeCustomer(CreatedAt, Base):
@@ -62,7 +58,7 @@ class PaymentMethod(CreatedAt, Base):
     verification_status: Mapped[str] = mapped_column(String(16))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint("status IN ('active', 'removed')", name="status"),
@@ -118,7 +114,7 @@ class Payment(CreatedAt, Base):
     authorized_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount"),
@@ -184,7 +180,7 @@ class FraudCheck(CreatedAt, Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(200))
     review_notes: Mapped[str | None] = mapped_column(Text)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint("score BETWEEN 0 AND 100", name="score"),
@@ -220,7 +216,7 @@ class Refund(CreatedAt, Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount"),
@@ -257,7 +253,7 @@ class StripeEvent(Base):
         DateTime(timezone=True), server_default=func.now()
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint(

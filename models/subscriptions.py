@@ -15,17 +15,12 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, CreatedAt, new_id
-
-
-def _updated_at() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
+from models.base import Base, CreatedAt, new_id, updated_at
 
 
 class Plan(CreatedAt, Base):
@@ -80,7 +75,7 @@ class Subscription(CreatedAt, Base):
     # When the workflow fixed the billing anchor on its own clock.
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint(
@@ -129,7 +124,7 @@ class Invoice(CreatedAt, Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint("kind IN ('cycle', 'one_off')", name="kind"),

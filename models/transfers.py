@@ -16,17 +16,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, CreatedAt, new_id
-
-
-def _updated_at() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
+from models.base import Base, CreatedAt, new_id, updated_at
 
 
 class TransferBatch(CreatedAt, Base):
@@ -51,7 +46,7 @@ class TransferBatch(CreatedAt, Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     created_by: Mapped[str] = mapped_column(String(200))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint("source IN ('json', 'csv')", name="source"),
@@ -102,7 +97,7 @@ class Transfer(CreatedAt, Base):
     window_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount"),

@@ -16,17 +16,12 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, CreatedAt, new_id
-
-
-def _updated_at() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
+from models.base import Base, CreatedAt, new_id, updated_at
 
 
 class WebhookEndpoint(CreatedAt, Base):
@@ -50,7 +45,7 @@ class WebhookEndpoint(CreatedAt, Base):
     # The first failed attempt since the last success; cleared by a success.
     failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint("status IN ('enabled', 'disabled')", name="status"),
@@ -84,7 +79,7 @@ class WebhookDelivery(CreatedAt, Base):
     )
     # Set once the delivery's workflow is known to run; the dispatcher starts the others.
     workflow_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = _updated_at()
+    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint(
