@@ -20,15 +20,19 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from settings import Settings
+from settings import Settings, reconciliation_sources
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
+from workflows.liquidity import LiquidityCheckWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.recovery import RestartMissingWorkflowsWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow
 from workflows.types import (
     AnchorRunInput,
     ConfirmRunInput,
+    LiquidityCheckInput,
     PurgeInput,
+    ReconciliationInput,
     RecoveryInput,
     WebhookDispatchInput,
     WebhookPurgeInput,
@@ -37,6 +41,8 @@ from workflows.webhooks import PurgeWebhookLogsWorkflow, WebhookDispatcherWorkfl
 
 ANCHORING_SCHEDULE = "tickets-anchoring"
 WEBHOOK_DISPATCHER_SCHEDULE = "webhook-dispatcher"
+LIQUIDITY_SCHEDULE = "liquidity-check"
+RECONCILIATION_SCHEDULE = "reconciliation-daily"
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ def jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
                 transfer_backoff_seconds=settings.transfer_backoff_seconds,
                 transfer_max_backoff_seconds=settings.transfer_max_backoff_seconds,
                 chain_poll_seconds=settings.chain_poll_seconds,
+                reconciliation_margin_seconds=settings.reconciliation_margin_minutes * 60,
             ),
             ScheduleSpec(cron_expressions=["30 3 * * *"], time_zone_name="UTC"),
         ),
@@ -107,6 +114,8 @@ def jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
             ),
         ),
         *webhook_jobs(settings),
+        *liquidity_jobs(settings),
+        *reconciliation_jobs(settings),
     )
 
 
@@ -137,6 +146,56 @@ def webhook_jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
             WebhookPurgeInput(retention_days=settings.webhook_log_retention_days),
             ScheduleSpec(cron_expressions=["45 3 * * *"], time_zone_name="UTC"),
         ),
+    )
+
+
+def liquidity_jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
+    """The hourly liquidity check of the enabled rails: balances, runway, alerts."""
+    return (
+        PeriodicJob(
+            LIQUIDITY_SCHEDULE,
+            LiquidityCheckWorkflow.run,
+            liquidity_check_input(settings),
+            ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+        ),
+    )
+
+
+def reconciliation_jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
+    """The daily reconciliation of the previous UTC day (the workflow works the day out
+    from its start time), after the margin past midnight has gone by. A run missed while
+    the cluster was down is still started within the day."""
+    return (
+        PeriodicJob(
+            RECONCILIATION_SCHEDULE,
+            ReconciliationWorkflow.run,
+            reconciliation_input(settings),
+            ScheduleSpec(cron_expressions=[settings.reconciliation_cron], time_zone_name="UTC"),
+            catchup_window=timedelta(hours=20),
+        ),
+    )
+
+
+def reconciliation_input(
+    settings: Settings, run_id: Any = None, trigger: str = "schedule"
+) -> ReconciliationInput:
+    """What a reconciliation run needs from the settings (workflows never read them)."""
+    return ReconciliationInput(
+        run_id=run_id,
+        trigger=trigger,
+        sources=reconciliation_sources(settings),
+        stripe_task_queue=settings.stripe_task_queue,
+        margin_seconds=settings.reconciliation_margin_minutes * 60,
+    )
+
+
+def liquidity_check_input(settings: Settings) -> LiquidityCheckInput:
+    return LiquidityCheckInput(
+        rails=list(settings.rail_routing.enabled),
+        window_days=settings.liquidity_window_days,
+        alert_days=settings.liquidity_runway_alert_days,
+        stripe_task_queue=settings.stripe_task_queue,
+        chain_task_queue=settings.chain_task_queue,
     )
 
 

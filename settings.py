@@ -194,6 +194,29 @@ class Settings(BaseSettings):
         300, ge=1, le=86_400, description="Longest wait between two attempts of a transfer"
     )
 
+    # Liquidity
+    liquidity_runway_alert_days: float = Field(
+        2.0,
+        gt=0,
+        le=365,
+        description="A rail's runway under this many days records liquidity.runway_low",
+    )
+    liquidity_window_days: int = Field(
+        7, ge=1, le=90, description="Days of recent volume the liquidity runway is measured at"
+    )
+
+    # Reconciliation
+    reconciliation_margin_minutes: int = Field(
+        60,
+        ge=0,
+        le=24 * 60,
+        description="A run reads records this long either side of its period, so a transfer "
+        "recorded just across an edge (Stripe at 23:59, the ledger at 00:01) still matches",
+    )
+    reconciliation_cron: str = Field(
+        "30 2 * * *", description="When (UTC cron) the daily run reconciles the previous day"
+    )
+
     # Subscriptions and dunning
     subscription_retry_days: list[int] = Field(
         default_factory=lambda: list(DEFAULT_RETRY_DAYS),
@@ -319,6 +342,18 @@ class Settings(BaseSettings):
         if self.chain_key_file:
             return self.chain_key_file.read_text().strip()
         return ANVIL_DEV_PRIVATE_KEY
+
+    def chain_sender_address(self) -> str:
+        """The sender's address (the chain rail's float), derived from its key."""
+        from eth_account import Account
+
+        return str(Account.from_key(self.chain_sender_key()).address)
+
+
+def reconciliation_sources(settings: Settings) -> list[str]:
+    """What reconciliation runs check: Stripe always (transfers and payouts), the chain when
+    its rail is enabled."""
+    return ["stripe", *(["chain"] if "chain" in settings.rail_routing.enabled else [])]
 
 
 @lru_cache

@@ -17,12 +17,23 @@ import schedules
 from activities.anchoring import AnchorBatchActivities, AnchorChainActivities
 from activities.chain_sender import ChainSender, SenderConfig
 from activities.escrow import EscrowActivities
+from activities.liquidity import (
+    ChainBalanceActivities,
+    LiquidityActivities,
+    StripeBalanceActivities,
+)
 from activities.maintenance import MaintenanceActivities
 from activities.markets import MarketActivities
 from activities.payments import PaymentActivities, StripePaymentActivities
 from activities.payouts import PayoutActivities, StripeTransferActivities
+from activities.reconciliation import (
+    ChainReconciliationActivities,
+    ReconciliationActivities,
+    StripeReconciliationActivities,
+)
 from activities.recovery import RecoveryActivities
 from activities.refunds import RefundActivities, StripeRefundActivities
+from activities.settlement_windows import SettlementWindowActivities
 from activities.stripe_events import StripeEventActivities
 from activities.subscriptions import StripeSubscriptionActivities, SubscriptionActivities
 from activities.tickets import TicketActivities
@@ -39,12 +50,15 @@ from settings import Settings, get_settings
 from workflows import search_attributes
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.escrow import EscrowHoldWorkflow
+from workflows.liquidity import LiquidityCheckWorkflow
 from workflows.maintenance import PurgeExpiredIdempotencyKeysWorkflow
 from workflows.markets import MarketResolutionWorkflow
 from workflows.payments import PaymentWorkflow
 from workflows.payouts import PayoutScheduleWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.recovery import RestartMissingWorkflowsWorkflow
 from workflows.refunds import RefundWorkflow
+from workflows.settlement_windows import SettlementWindowWorkflow
 from workflows.stripe_events import StripeEventDeliveryWorkflow
 from workflows.subscriptions import SubscriptionWorkflow
 from workflows.tickets import PurgeExpiredTicketsWorkflow, TicketWorkflow
@@ -83,6 +97,9 @@ WORKFLOWS: Sequence[type] = (
     WebhookDispatcherWorkflow,
     PurgeWebhookLogsWorkflow,
     TransferBatchWorkflow,
+    SettlementWindowWorkflow,
+    LiquidityCheckWorkflow,
+    ReconciliationWorkflow,
 )
 
 
@@ -142,6 +159,8 @@ def activities(sessionmaker: Any, settings: Settings) -> list[Any]:
         market.settle,
         *subscription_activities(subscription),
         *transfer_activities(sessionmaker, settings),
+        *reconciliation_activities(sessionmaker, settings),
+        LiquidityActivities(sessionmaker).evaluate,
     ]
 
 
@@ -164,9 +183,34 @@ def subscription_activities(subscription: SubscriptionActivities) -> list[Any]:
 
 
 def transfer_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
-    """The database steps of transfer batches, on the main task queue."""
+    """The database steps of transfer batches and settlement windows, on the main queue."""
     steps = TransferActivities(sessionmaker, token_decimals=settings.chain_token_decimals)
-    return [steps.begin, steps.start, steps.succeed, steps.fail, steps.cancel, steps.finish]
+    windows = SettlementWindowActivities(sessionmaker)
+    return [
+        steps.begin,
+        steps.start,
+        steps.succeed,
+        steps.fail,
+        steps.cancel,
+        steps.finish,
+        windows.plan,
+        windows.release,
+        windows.record,
+    ]
+
+
+def reconciliation_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
+    """Reconciliation runs' database steps and the chain's step, on the main task queue (the
+    chain step only reads the chain: the chain task queue's one slot is the sender's)."""
+    steps = ReconciliationActivities(sessionmaker)
+    chain = ChainReconciliationActivities(
+        sessionmaker,
+        rpc_url=settings.chain_rpc_url,
+        token_address=settings.token_address,
+        sender=settings.chain_sender_address(),
+        token_decimals=settings.chain_token_decimals,
+    )
+    return [steps.begin, steps.finish, chain.reconcile_chain]
 
 
 def stripe_event_activities(sessionmaker: Any, client: Client) -> list[Any]:
@@ -220,7 +264,15 @@ def chain_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
         anchor.check_anchor_batch,
         token_rail.send_token_transfer,
         token_rail.check_token_transfer,
+        *liquidity_chain_activities(sender, settings),
     ]
+
+
+def liquidity_chain_activities(sender: ChainSender, settings: Settings) -> list[Any]:
+    """The chain float's balance for the liquidity check: the sender's token balance."""
+    token = TokenContract(sender.client.w3, settings.token_address())
+    reader = ChainBalanceActivities(token, sender.address, decimals=settings.chain_token_decimals)
+    return [reader.chain_balance]
 
 
 def stripe_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
@@ -235,6 +287,8 @@ def stripe_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
         StripeRefundActivities(sessionmaker, client).refund,
         StripeSubscriptionActivities(sessionmaker, client).charge_invoice,
         StripeTransferSendActivities(sessionmaker, client).send,
+        StripeReconciliationActivities(sessionmaker, client).reconcile_stripe,
+        StripeBalanceActivities(client).stripe_balance,
     ]
 
 

@@ -1,12 +1,14 @@
-"""The safety net of holds, payouts, subscriptions and transfer batches: every hold still
-holding money, every open payout schedule, every subscription not canceled and every transfer
-batch still processing must have its workflow running; a missing (or wrongly closed) one is
-started again.
+"""The safety net of holds, payouts, subscriptions, transfer batches, settlement windows and
+reconciliation runs: every hold still holding money, every open payout schedule, every
+subscription not canceled, every transfer batch still processing, every rail with transfers
+queued for a window and every reconciliation run still running must have its workflow
+running; a missing (or wrongly closed) one is started again.
 
 Starting is idempotent: the workflow id is the entity's, and a running one is left alone.
 """
 
 import logging
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -14,17 +16,39 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from services import escrow, payouts, subscriptions, transfers
+from services import (
+    escrow,
+    payouts,
+    reconciliation,
+    settlement_windows,
+    subscriptions,
+    transfers,
+)
 from workflows.types import (
     EscrowHoldInput,
     PayoutScheduleInput,
+    ReconciliationInput,
     RecoveryInput,
     RecoveryResult,
+    SettlementWindowInput,
     SubscriptionInput,
     TransferBatchInput,
 )
 
 log = logging.getLogger(__name__)
+
+
+def _run_options(request: RecoveryInput) -> dict[str, Any]:
+    """How restarted batches and windows send transfers (``TransferRunOptions``)."""
+    return {
+        "stripe_task_queue": request.stripe_task_queue,
+        "chain_task_queue": request.chain_task_queue,
+        "concurrency": request.transfer_concurrency,
+        "max_attempts": request.transfer_max_attempts,
+        "backoff_seconds": request.transfer_backoff_seconds,
+        "max_backoff_seconds": request.transfer_max_backoff_seconds,
+        "chain_poll_seconds": request.chain_poll_seconds,
+    }
 
 
 class RecoveryActivities:
@@ -39,7 +63,11 @@ class RecoveryActivities:
             schedules = await payouts.open_schedules(session)
             live = await subscriptions.live(session)
             batches = [batch.id for batch in await transfers.open_batches(session)]
-        result = RecoveryResult(checked=len(holds) + len(schedules) + len(live) + len(batches))
+            rails = await settlement_windows.rails_with_queue(session)
+            runs = await reconciliation.running_runs(session)
+        result = RecoveryResult(
+            checked=len(holds) + len(schedules) + len(live) + len(batches) + len(rails) + len(runs)
+        )
         for hold in holds:
             activity.heartbeat()
             workflow_id = f"escrow-hold-{hold.id}"
@@ -91,33 +119,55 @@ class RecoveryActivities:
             if not await self._running(workflow_id):
                 await self._start(
                     "TransferBatch",
-                    TransferBatchInput(
-                        batch_id=batch_id,
-                        stripe_task_queue=request.stripe_task_queue,
-                        chain_task_queue=request.chain_task_queue,
-                        concurrency=request.transfer_concurrency,
-                        max_attempts=request.transfer_max_attempts,
-                        backoff_seconds=request.transfer_backoff_seconds,
-                        max_backoff_seconds=request.transfer_max_backoff_seconds,
-                        chain_poll_seconds=request.chain_poll_seconds,
-                    ),
+                    TransferBatchInput(batch_id=batch_id, **_run_options(request)),
                     workflow_id,
                     request.task_queue,
                 )
                 result.restarted_transfer_batches += 1
+        for rail in rails:
+            activity.heartbeat()
+            workflow_id = f"settlement-window-{rail}"
+            if not await self._running(workflow_id):
+                await self._start(
+                    "SettlementWindow",
+                    SettlementWindowInput(rail=rail, **_run_options(request)),
+                    workflow_id,
+                    request.task_queue,
+                )
+                result.restarted_settlement_windows += 1
+        for run in runs:
+            activity.heartbeat()
+            if not await self._running(run.workflow_id):
+                await self._start(
+                    "Reconciliation",
+                    ReconciliationInput(
+                        run_id=run.id,
+                        trigger=run.trigger,
+                        sources=list(run.sources),
+                        stripe_task_queue=request.stripe_task_queue,
+                        margin_seconds=request.reconciliation_margin_seconds,
+                    ),
+                    run.workflow_id,
+                    request.task_queue,
+                )
+                result.restarted_reconciliations += 1
         if (
             result.restarted_holds
             or result.restarted_payouts
             or result.restarted_subscriptions
             or result.restarted_transfer_batches
+            or result.restarted_settlement_windows
+            or result.restarted_reconciliations
         ):
             log.warning(
-                "restarted %d escrow, %d payout, %d subscription and %d transfer batch"
-                " workflows that were missing",
+                "restarted %d escrow, %d payout, %d subscription, %d transfer batch, %d"
+                " settlement window and %d reconciliation workflows that were missing",
                 result.restarted_holds,
                 result.restarted_payouts,
                 result.restarted_subscriptions,
                 result.restarted_transfer_batches,
+                result.restarted_settlement_windows,
+                result.restarted_reconciliations,
             )
         return result
 

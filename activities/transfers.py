@@ -19,7 +19,7 @@ from domain.rails import Rail, chain_amount
 from domain.transfers import TransferStatus
 from integrations.stripe_client import create_transfer
 from models.transfers import Transfer, TransferBatch
-from services import transfers
+from services import transfers, vendor_settlements
 from workflows.types import (
     TransferBatchItems,
     TransferBatchState,
@@ -121,6 +121,7 @@ class TransferActivities:
                     external_id=request.external_id,
                     actor=system(request.actor),
                 )
+                await vendor_settlements.transfer_closed(session, item, actor=system(request.actor))
                 return TransferStepResult(status=item.status, batch=await _batch_of(session, item))
 
     @activity.defn(name="transfer_fail")
@@ -134,6 +135,7 @@ class TransferActivities:
                     final=request.final,
                     actor=system(request.actor),
                 )
+                await vendor_settlements.transfer_closed(session, item, actor=system(request.actor))
                 return TransferStepResult(status=item.status, batch=await _batch_of(session, item))
 
     @activity.defn(name="transfer_batch_cancel")

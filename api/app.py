@@ -25,13 +25,16 @@ from api.routers import (
     health,
     invoices,
     ledger,
+    liquidity,
     markets,
     payment_methods,
     payments,
     payouts,
     placements,
     plans,
+    reconciliation,
     refunds,
+    settlement_windows,
     stripe_webhooks,
     subscriptions,
     tickets,
@@ -137,6 +140,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         commissions.router,
         vendor_settlements.router,
         transfers.router,
+        settlement_windows.router,
+        liquidity.router,
+        reconciliation.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -35,6 +35,9 @@ class WorkflowStart:
     id: str
     arg: BaseModel
     task_queue: str
+    # Most entities' workflows never run again once finished (the entity is settled); a
+    # batch retried, or a rail's windows, start a new run.
+    reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE
 
 
 async def _start(
@@ -47,8 +50,7 @@ async def _start(
         id=start.id,
         task_queue=start.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        # A finished workflow is never run again: its entity is settled.
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_reuse_policy=start.reuse,
         start_signal=signal[0] if signal else None,
         start_signal_args=[signal[1]] if signal else [],
     )

@@ -13,7 +13,13 @@
   per second, and Stripe transfers per item (goal: exactly one, no duplicates). Stripe calls
   are rate-limited by Temporal (``TOLLGATE_STRIPE_REQUESTS_PER_SECOND``), which bounds the
   rate from above.
-- reconciliation: not measured yet (see ``reconciliation_figures``).
+- reconciliation of ``TOLLGATE_BENCH_RECONCILED_TRANSFERS`` (100,000) succeeded ledger
+  transfers (one in ten on the chain) of one day, on a real PostgreSQL 16, against the
+  providers' records of them (as Stripe's balance transactions and the token's ``Transfer``
+  events read back, with 0.1% made to disagree): each source's step as its activity runs it
+  (the ledger read, the matching, the discrepancies stored) and the run completed, the
+  median of ``RECONCILIATION_RUNS`` runs against the goal of 5 s, with its parts. Reading
+  the providers is left out: it is paging over the network (1,000 Stripe pages of 100).
 """
 
 import asyncio
@@ -23,7 +29,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +39,15 @@ from sqlalchemy import insert
 from devstack import postgres
 from devstack.ephemeral import ephemeral_stack
 from devstack.net import free_port
-from domain.actors import Role
-from domain.rails import RoutingRules
+from domain.actors import SYSTEM, Role
+from domain.rails import RoutingRules, chain_amount
+from domain.reconciliation import CHAIN_UNIT, ExternalRecord, RunTrigger, Source, reconcile
 from domain.tokens import mint
 from domain.transfers import TransferStatus, check_items, idempotency_key, item_references
 from models.engine import make_engine, make_sessionmaker
 from models.migrate import upgrade
 from models.transfers import Transfer
-from services import transfers
+from services import reconciliation, transfers
 from services.transfer_csv import parse_transfer_csv
 from settings import Settings
 
@@ -203,10 +210,135 @@ async def execution_figures(settings: Settings) -> None:
     )
 
 
+RECONCILED = int(os.environ.get("TOLLGATE_BENCH_RECONCILED_TRANSFERS", "100000"))
+RECONCILIATION_RUNS = 3
+RECONCILIATION_GOAL_S = 5.0
+RECONCILED_DAY = datetime(2026, 1, 15, tzinfo=UTC)
+
+
+async def seed_reconciled_day(url: str) -> dict[Source, list[ExternalRecord]]:
+    """``RECONCILED`` succeeded transfers over one day (every tenth on the chain), and what
+    each provider reports of them: all of them, but of every thousand one missing, one
+    with another amount and one the ledger does not know."""
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    external: dict[Source, list[ExternalRecord]] = {Source.STRIPE: [], Source.CHAIN: []}
+    step = timedelta(days=1) / RECONCILED
+    rows = []
+    for i in range(RECONCILED):
+        transfer_id = uuid.uuid4()
+        chain = i % 10 == 9
+        external_id = f"0x{transfer_id.hex}{transfer_id.hex}" if chain else f"tr_{transfer_id.hex}"
+        amount = 100 + i % 900
+        rows.append(
+            {
+                "id": transfer_id,
+                "partner_id": PARTNER,
+                "reference": f"reconciled-{i}",
+                "destination": "0x" + "ab" * 20 if chain else "acct_bench",
+                "amount": amount,
+                "currency": "USD",
+                "rail": "chain" if chain else "stripe",
+                "route_reason": "bench",
+                "status": TransferStatus.SUCCEEDED.value,
+                "attempts": 1,
+                "key_run": 0,
+                "idempotency_key": idempotency_key(transfer_id),
+                "external_id": external_id,
+                "completed_at": RECONCILED_DAY + step * i,
+            }
+        )
+        if i % 1000 == 1:
+            continue  # the provider lost it: missing_settlement
+        seen = chain_amount(amount, "USD") if chain else amount
+        if i % 1000 == 2:
+            seen += 1  # amount_mismatch
+        source = Source.CHAIN if chain else Source.STRIPE
+        external[source].append(
+            ExternalRecord(external_id, seen, CHAIN_UNIT if chain else "USD", f"ref-{i}")
+        )
+        if i % 1000 == 3:
+            stray = f"0x{uuid.uuid4().hex * 2}" if chain else f"tr_stray_{i}"
+            external[source].append(ExternalRecord(stray, 7, CHAIN_UNIT if chain else "USD"))
+    async with sessions() as session, session.begin():
+        for start in range(0, len(rows), 5000):
+            await session.execute(insert(Transfer), rows[start : start + 5000])
+    await engine.dispose()
+    return external
+
+
+async def reconciliation_run(url: str, external: dict[Source, list[ExternalRecord]]) -> Any:
+    """One run of the seeded day as the workflow's steps run it; the times of its parts."""
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    parts: dict[str, float] = {"read": 0.0, "match": 0.0, "store": 0.0}
+    counts = Counter[str]()
+    started = time.perf_counter()
+    async with sessions() as session, session.begin():
+        run = await reconciliation.create_run(
+            session,
+            period_start=RECONCILED_DAY,
+            period_end=RECONCILED_DAY + timedelta(days=1),
+            trigger=RunTrigger.MANUAL,
+            sources=["stripe", "chain"],
+            actor=SYSTEM,
+        )
+    for source in (Source.STRIPE, Source.CHAIN):
+        async with sessions() as session, session.begin():
+            start, end = reconciliation.window(run, timedelta(hours=1))
+            mark = time.perf_counter()
+            records = await reconciliation.ledger_records(
+                session,
+                source,
+                window_start=start,
+                window_end=end,
+                period_start=run.period_start,
+                period_end=run.period_end,
+            )
+            parts["read"] += time.perf_counter() - mark
+            mark = time.perf_counter()
+            outcome = reconcile(records, external[source])
+            parts["match"] += time.perf_counter() - mark
+            mark = time.perf_counter()
+            await reconciliation.store_source(session, run.id, source, outcome)
+        parts["store"] += time.perf_counter() - mark
+        counts["ledger"] += outcome.ledger_count
+        counts["discrepancies"] += outcome.discrepancy_count
+    async with sessions() as session, session.begin():
+        done = await reconciliation.complete_run(session, run.id, actor=SYSTEM)
+    whole = time.perf_counter() - started
+    await engine.dispose()
+    return whole, parts, counts, done.match_rate
+
+
+async def measure_reconciliation(url: str) -> None:
+    external = await seed_reconciled_day(url)
+    runs = [await reconciliation_run(url, external) for _ in range(RECONCILIATION_RUNS)]
+    took = statistics.median(run[0] for run in runs)
+    _, parts, counts, rate = runs[-1]
+    print(
+        f"settlement: reconciliation time for {counts['ledger']:,} ledger transfers:"
+        f" median {took:.2f} s of {RECONCILIATION_RUNS} runs (goal <= {RECONCILIATION_GOAL_S:.0f}"
+        f" s: {'met' if took <= RECONCILIATION_GOAL_S else 'MISSED'}), Stripe and chain"
+        f" steps and the run completed; {counts['discrepancies']:,} discrepancies found,"
+        f" match rate {rate}%"
+    )
+    print(
+        f"settlement: of which reading the ledger {parts['read']:.2f} s, matching"
+        f" {parts['match']:.2f} s, storing the discrepancies and counts {parts['store']:.2f} s"
+        " (reading the providers, over the network, not included)"
+    )
+
+
 def reconciliation_figures() -> None:
-    """Reconciliation of the rails against the ledger: to be measured once it exists (the
-    settlement issue's reconciliation part)."""
-    print("settlement: reconciliation: not measured yet")
+    """Reconciliation of a day of ``RECONCILED`` ledger transfers against the providers'
+    records, on a PostgreSQL of its own."""
+    port = free_port()
+    with postgres.temporary_server(port):
+        postgres.ensure_database(port, "bench_reconciliation")
+        url = postgres.url(port, "bench_reconciliation")
+        upgrade(url)
+        asyncio.run(measure_reconciliation(url))
 
 
 def main() -> None:

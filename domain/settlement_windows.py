@@ -110,6 +110,10 @@ class WindowConfig:
             raise ValidationError("An end_of_day window has exactly one time", param="times")
 
     @property
+    def cutoff_delta(self) -> timedelta:
+        return timedelta(minutes=self.cutoff_minutes)
+
+    @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
 
@@ -206,5 +210,5 @@ def window_for(config: WindowConfig, received_at: datetime) -> datetime:
     whose cut-off (``window - cutoff_minutes``) is at or after it."""
     _require_aware(received_at, "received_at")
     # In UTC: adding to a zoned datetime would add wall-clock time, wrong across a DST change.
-    closes_by = received_at.astimezone(UTC) + timedelta(minutes=config.cutoff_minutes)
+    closes_by = received_at.astimezone(UTC) + config.cutoff_delta
     return next(w for w in _windows(config, closes_by) if w >= closes_by)

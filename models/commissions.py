@@ -1,5 +1,5 @@
-"""Commission rules, vendor settlements with the split lines each one covers, and the
-transfer request a processed settlement hands to the rail router."""
+"""Commission rules, vendor settlements with the split lines each one covers, the transfer
+request a processed settlement hands to the rail router, and vendors' payout accounts."""
 
 import uuid
 from datetime import datetime
@@ -176,6 +176,8 @@ class SettlementTransfer(CreatedAt, Base):
     rail: Mapped[str | None] = mapped_column(String(64))  # None until the router routes it
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
     external_id: Mapped[str | None] = mapped_column(String(200))
+    # The transfer the router created for it (its rail, window and sending).
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transfers.id"), unique=True)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     routed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -185,6 +187,9 @@ class SettlementTransfer(CreatedAt, Base):
         CheckConstraint("amount > 0", name="amount"),
         CheckConstraint("status IN ('requested', 'routed', 'paid', 'failed')", name="status"),
         CheckConstraint("status NOT IN ('routed', 'paid') OR rail IS NOT NULL", name="routed_rail"),
+        CheckConstraint(
+            "status NOT IN ('routed', 'paid') OR transfer_id IS NOT NULL", name="routed_transfer"
+        ),
         Index(
             "ix_settlement_transfers_requested",
             "created_at",
@@ -192,3 +197,16 @@ class SettlementTransfer(CreatedAt, Base):
         ),
         Index("ix_settlement_transfers_created", "created_at", "id"),
     )
+
+
+class VendorPayoutAccount(CreatedAt, Base):
+    """Where a vendor is paid: a Stripe connected account (``acct_...``) or a chain address.
+    The rail router reads it to route the vendor's settlement transfers."""
+
+    __tablename__ = "vendor_payout_accounts"
+    __mapper_args__ = {"eager_defaults": True}
+
+    vendor_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(200))
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = updated_at()

@@ -93,8 +93,12 @@ class Transfer(CreatedAt, Base):
     key_run: Mapped[int] = mapped_column(Integer, default=0)
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
     external_id: Mapped[str | None] = mapped_column(String(200))
-    # When a settlement window of the rail sends a QUEUED transfer.
+    # When a settlement window of the rail sends a QUEUED transfer (kept once it is sent:
+    # the window's workflow, not the batch's, owns a transfer that has one).
     window_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The liability the payment settles (a vendor's ``payee:{vendor}``); None: the money
+    # leaves the platform's float for ``external:{rail}:{destination}``.
+    settles_account: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = updated_at()
@@ -119,4 +123,11 @@ class Transfer(CreatedAt, Base):
             postgresql_where=text("status = 'queued'"),
         ),
         Index("ix_transfers_created", "created_at", "id"),
+        # Reconciliation reads a rail's succeeded transfers of a period.
+        Index(
+            "ix_transfers_succeeded",
+            "rail",
+            "completed_at",
+            postgresql_where=text("status = 'succeeded'"),
+        ),
     )

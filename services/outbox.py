@@ -31,7 +31,7 @@ async def record_change(
     session: AsyncSession,
     *,
     entity_type: str,
-    entity_id: uuid.UUID,
+    entity_id: uuid.UUID | str,
     action: str,
     actor: Actor,
     before: dict[str, Any] | None,

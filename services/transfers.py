@@ -6,8 +6,9 @@ in the outbox (``transfer.succeeded``, ``transfer.failed``, ``transfer_batch.cre
 
 The ledger: a transfer that succeeded moves its amount from the rail's float, the
 platform's money at the provider (``stripe:balance``, ``chain:float:{currency}``), to the
-destination outside (``external:{rail}:{destination}``), once per transfer
-(``external_ref`` ``transfer-{id}``). The partner and the batch are in the metadata.
+destination outside (``external:{rail}:{destination}``), or, for a vendor's settlement,
+out of what the platform owes the vendor (``settles_account``, ``payee:{vendor}``), once per
+transfer (``external_ref`` ``transfer-{id}``). The partner and the batch are in the metadata.
 
 Locks are taken transfer first, then its batch (the counts), everywhere.
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +41,7 @@ from domain.transfers import (
     item_references,
 )
 from models.transfers import Transfer, TransferBatch
-from services import ledger, outbox
+from services import ledger, outbox, settlement_windows
 from services.locking import locked
 from services.pagination import newest_first
 
@@ -186,13 +187,19 @@ async def create_batch(
     rules: RoutingRules,
     actor: Actor,
     metadata: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> TransferBatch:
-    """The batch and its transfers (PENDING, routed), or ``ValidationError`` ``batch_invalid``
-    listing every item's errors in ``details["errors"]``, with nothing stored."""
+    """The batch and its transfers, routed: PENDING, or QUEUED for the window of their rail
+    that a transfer submitted ``now`` settles in (``services.settlement_windows``). Or
+    ``ValidationError`` ``batch_invalid`` listing every item's errors in
+    ``details["errors"]``, with nothing stored."""
     partner_id = _check_partner(partner_id)
     valid, errors = await validate_batch(session, partner_id, items, rules)
     if errors:
         raise batch_invalid(errors, len(items))
+    now = now or datetime.now(UTC)
+    windows = await settlement_windows.configs(session)
+    window_of = {rail.value: settlement_windows.queued_until(windows, rail, now) for rail in Rail}
     batch = TransferBatch(
         id=uuid.uuid4(),
         partner_id=partner_id,
@@ -225,7 +232,12 @@ async def create_batch(
                 "description": item.description,
                 "rail": item.rail.value,
                 "route_reason": item.route.reason,
-                "status": TransferStatus.PENDING.value,
+                "status": (
+                    TransferStatus.QUEUED.value
+                    if window_of[item.rail.value]
+                    else TransferStatus.PENDING.value
+                ),
+                "window_at": window_of[item.rail.value],
                 "attempts": 0,
                 "last_error": None,
                 "key_run": 0,
@@ -259,10 +271,70 @@ async def create_batch(
     rails: dict[str, int] = {}
     for item in valid:
         rails[item.rail.value] = rails.get(item.rail.value, 0) + 1
+    queued = {rail: at.isoformat() for rail, at in window_of.items() if at and rail in rails}
     await _batch_changed(
-        session, batch, "created", actor=actor, before=None, metadata={"rails": rails}
+        session,
+        batch,
+        "created",
+        actor=actor,
+        before=None,
+        metadata={"rails": rails, "windows": queued},
     )
     return batch
+
+
+async def create_single(
+    session: AsyncSession,
+    *,
+    partner_id: str,
+    reference: str,
+    destination: str,
+    amount: int,
+    currency: str,
+    description: str | None,
+    rules: RoutingRules,
+    actor: Actor,
+    settles_account: str | None = None,
+    now: datetime | None = None,
+) -> Transfer:
+    """One transfer outside any batch, routed and QUEUED for its rail's settlement window
+    workflow: for the window a transfer submitted ``now`` settles in, or ``now`` itself on a
+    rail without windows (the workflow sends it at once). ``ValidationError``
+    ``batch_invalid`` (with the errors) when the item is invalid."""
+    now = now or datetime.now(UTC)
+    item = {
+        "reference": reference,
+        "destination": destination,
+        "amount": amount,
+        "currency": currency,
+        "description": description,
+    }
+    valid, errors = await validate_batch(session, partner_id, [item], rules)
+    if errors:
+        raise batch_invalid(errors, 1)
+    checked = valid[0]
+    windows = await settlement_windows.configs(session)
+    transfer_id = uuid.uuid4()
+    created = Transfer(
+        id=transfer_id,
+        partner_id=partner_id,
+        reference=checked.reference,
+        destination=checked.destination,
+        amount=checked.amount,
+        currency=checked.currency,
+        description=checked.description,
+        rail=checked.rail.value,
+        route_reason=checked.route.reason,
+        status=TransferStatus.QUEUED.value,
+        window_at=settlement_windows.queued_until(windows, checked.rail.value, now) or now,
+        attempts=0,
+        key_run=0,
+        idempotency_key=idempotency_key(transfer_id),
+        settles_account=settles_account,
+    )
+    session.add(created)
+    await _changed(session, created, "created", actor=actor, before=None, announce=False)
+    return created
 
 
 # Reading
@@ -352,12 +424,14 @@ async def list_batches(
 
 async def open_items(session: AsyncSession, batch_id: uuid.UUID) -> Sequence[Transfer]:
     """The batch's transfers to run: pending ones, and processing ones an earlier run left in
-    flight (resumed under the same key). Queued ones wait for their window."""
+    flight (resumed under the same key). Those with a window (queued, or being sent by their
+    window) belong to the rail's settlement window workflow."""
     return list(
         await session.scalars(
             select(Transfer)
             .where(
                 Transfer.batch_id == batch_id,
+                Transfer.window_at.is_(None),
                 Transfer.status.in_(
                     [TransferStatus.PENDING.value, TransferStatus.PROCESSING.value]
                 ),
@@ -365,6 +439,17 @@ async def open_items(session: AsyncSession, batch_id: uuid.UUID) -> Sequence[Tra
             .order_by(Transfer.item_index)
         )
     )
+
+
+async def queued_windows(session: AsyncSession, batch_id: uuid.UUID) -> dict[str, datetime]:
+    """The rails whose settlement windows hold some of the batch's transfers, and the
+    earliest window of each."""
+    rows = await session.execute(
+        select(Transfer.rail, func.min(Transfer.window_at))
+        .where(Transfer.batch_id == batch_id, Transfer.status == TransferStatus.QUEUED.value)
+        .group_by(Transfer.rail)
+    )
+    return {rail: window_at for rail, window_at in rows if window_at is not None}
 
 
 # Moves of one transfer
@@ -419,15 +504,14 @@ async def record_attempt_failure(
 async def succeed(
     session: AsyncSession, transfer_id: uuid.UUID, *, external_id: str, actor: Actor
 ) -> Transfer:
-    """PROCESSING → SUCCEEDED with the ledger entry (rail float → external destination).
-    SUCCEEDED already (a retried activity) is left as it is."""
+    """PROCESSING → SUCCEEDED with the ledger entry (rail float → external destination, or
+    the liability it settles). SUCCEEDED already (a retried activity) is left as it is."""
     item = await get(session, transfer_id, for_update=True)
     if item.status == TransferStatus.SUCCEEDED.value:
         return item
     check_transfer_move(TransferStatus(item.status), TransferStatus.SUCCEEDED)
     before = transfer_view(item)
     source = float_account(item.rail, item.currency)
-    target = external_account(item.rail, item.destination)
     await ledger.ensure_account(
         session,
         code=source,
@@ -435,13 +519,17 @@ async def succeed(
         type=AccountType.ASSET,
         actor=actor,
     )
-    await ledger.ensure_account(
-        session,
-        code=target,
-        name=f"sent to {item.destination} on {item.rail}",
-        type=AccountType.ASSET,
-        actor=actor,
-    )
+    # A vendor's settlement pays what the platform owes the vendor (its payee account,
+    # credited at capture); any other transfer moves money out to its destination.
+    target = item.settles_account or external_account(item.rail, item.destination)
+    if item.settles_account is None:
+        await ledger.ensure_account(
+            session,
+            code=target,
+            name=f"sent to {item.destination} on {item.rail}",
+            type=AccountType.ASSET,
+            actor=actor,
+        )
     await ledger.post_transaction(
         session,
         postings=transfer(source, target, Money(item.amount, item.currency)),
@@ -516,14 +604,15 @@ async def retry_failed(
     session: AsyncSession, batch_id: uuid.UUID, *, actor: Actor, require: bool = True
 ) -> Retried:
     """The batch's FAILED transfers back to PENDING (attempts and error kept until the next
-    try), and the batch PROCESSING again. With ``require``, a batch without failed items is
+    try), and the batch PROCESSING again; the batch sends them at once, outside any window
+    (a retry is an operator's decision). With ``require``, a batch without failed items is
     a 409 ``nothing_to_retry``."""
     batch = await get_batch(session, batch_id)
     moved = list(
         await session.scalars(
             update(Transfer)
             .where(Transfer.batch_id == batch_id, Transfer.status == TransferStatus.FAILED.value)
-            .values(status=TransferStatus.PENDING.value, completed_at=None)
+            .values(status=TransferStatus.PENDING.value, completed_at=None, window_at=None)
             .returning(Transfer.id)
             .execution_options(synchronize_session="fetch")
         )

@@ -9,9 +9,13 @@ per period, held, then processed into a transfer request for the rail router.
   and ``process`` re-read the lines (refunds completed during the hold are deducted, a
   payment whose completion committed late is added).
 - ``release_due`` moves settlements whose hold passed to ``due``; ``process`` moves a due
-  one to ``processing`` and records its transfer request (``settlement_transfers``: rail
-  None, status ``requested``, idempotency key ``vendor-settlement-{id}``) for the router,
-  or closes a settlement with nothing to pay as ``paid``.
+  one to ``processing`` and records its transfer request (``settlement_transfers``, status
+  ``requested``, idempotency key ``vendor-settlement-{id}``), or closes a settlement with
+  nothing to pay as ``paid``.
+- ``route`` hands a request to the rail router once the vendor has a payout account
+  (``set_payout_account`` routes the requests that waited for one): a transfer queued for
+  its rail's settlement window, which pays ``payee:{vendor}``; ``transfer_closed`` marks
+  the settlement ``paid`` (or ``failed``) when that transfer is final.
 
 Computation for one vendor and currency is serialized with a transaction-scoped advisory
 lock, taken before the settlement's row lock."""
@@ -29,6 +33,7 @@ from domain.actors import Actor
 from domain.errors import Conflict, NotFound, ValidationError
 from domain.money import validate_currency
 from domain.payments import PaymentStatus
+from domain.rails import DEFAULT_RULES, RoutingRules, destination_rail
 from domain.vendor_settlements import (
     SETTLEMENT_OPEN,
     SETTLEMENT_SETTLED,
@@ -39,9 +44,16 @@ from domain.vendor_settlements import (
     hold_until,
     line_figures,
 )
-from models.commissions import SettlementTransfer, VendorSettlement, VendorSettlementLine
+from models.commissions import (
+    SettlementTransfer,
+    VendorPayoutAccount,
+    VendorSettlement,
+    VendorSettlementLine,
+)
 from models.payments import Payment, PaymentSplit
-from services import outbox
+from models.transfers import Transfer
+from services import outbox, transfers
+from services.escrow import payee_account
 from services.locking import locked
 from services.pagination import newest_first
 
@@ -60,6 +72,11 @@ def settlement_view(settlement: VendorSettlement) -> dict[str, Any]:
         "payment_count": settlement.payment_count,
         "hold_until": settlement.hold_until.isoformat(),
     }
+
+
+# The partner the platform's own transfers to vendors are stored under (their references,
+# ``vendor-settlement-{id}``, are unique within it).
+VENDOR_SETTLEMENTS_PARTNER = "tollgate:vendor-settlements"
 
 
 def transfer_key(settlement_id: uuid.UUID) -> str:
@@ -335,10 +352,12 @@ async def process(
     settlement_id: uuid.UUID,
     *,
     actor: Actor,
+    rules: RoutingRules = DEFAULT_RULES,
     now: datetime | None = None,
 ) -> VendorSettlement:
-    """A settlement whose hold has passed -> ``processing`` with its transfer request, or
-    ``paid`` at once when it has nothing to pay. Before the hold passes, or once failed,
+    """A settlement whose hold has passed -> ``processing`` with its transfer request, routed
+    at once when the vendor has a payout account (``route``), or ``paid`` at once when it
+    has nothing to pay. Before the hold passes, or once failed,
     409 ``settlement_not_due``; one already processing (or paid) is returned as it is."""
     now = now or datetime.now(UTC)
     found = await get(session, settlement_id)
@@ -387,6 +406,7 @@ async def process(
         before=before,
         metadata={"transfer_id": str(transfer.id), "idempotency_key": transfer.idempotency_key},
     )
+    await route(session, transfer.id, rules=rules, actor=actor, now=now)
     return settlement
 
 
@@ -402,16 +422,183 @@ async def transfers_of(
     return {row.settlement_id: row for row in rows}
 
 
-async def requested_transfers(session: AsyncSession, *, limit: int) -> Sequence[SettlementTransfer]:
+async def requested_transfers(
+    session: AsyncSession, *, limit: int, vendor_id: str | None = None
+) -> Sequence[SettlementTransfer]:
     """Transfer requests waiting for the router, oldest first (what the router picks up)."""
+    query = select(SettlementTransfer).where(
+        SettlementTransfer.status == TransferStatus.REQUESTED.value
+    )
+    if vendor_id is not None:
+        query = query.where(SettlementTransfer.destination == vendor_id)
     return (
         await session.scalars(
-            select(SettlementTransfer)
-            .where(SettlementTransfer.status == TransferStatus.REQUESTED.value)
-            .order_by(SettlementTransfer.created_at, SettlementTransfer.id)
-            .limit(limit)
+            query.order_by(SettlementTransfer.created_at, SettlementTransfer.id).limit(limit)
         )
     ).all()
+
+
+# Payout accounts and routing
+
+
+async def payout_account(session: AsyncSession, vendor_id: str) -> VendorPayoutAccount:
+    found = await session.get(VendorPayoutAccount, _check_vendor(vendor_id))
+    if found is None:
+        raise NotFound(f"vendor {vendor_id} has no payout account", param="vendor_id")
+    return found
+
+
+async def set_payout_account(
+    session: AsyncSession,
+    vendor_id: str,
+    destination: str,
+    *,
+    rules: RoutingRules,
+    actor: Actor,
+    now: datetime | None = None,
+) -> tuple[VendorPayoutAccount, list[SettlementTransfer]]:
+    """Where the vendor is paid from now on (a Stripe connected account or a chain address),
+    and the vendor's transfer requests that were waiting for it, routed now."""
+    vendor_id = _check_vendor(vendor_id)
+    if not isinstance(destination, str) or destination_rail(destination.strip()) is None:
+        raise ValidationError(
+            "destination must be a Stripe connected account (acct_...) or a chain address"
+            " (0x and 40 hex digits)",
+            code="invalid_destination",
+            param="destination",
+        )
+    destination = destination.strip()
+    account = await session.scalar(
+        locked(select(VendorPayoutAccount).where(VendorPayoutAccount.vendor_id == vendor_id))
+    )
+    before = {"destination": account.destination} if account is not None else None
+    if account is None:
+        account = VendorPayoutAccount(
+            vendor_id=vendor_id, destination=destination, updated_by=actor.id
+        )
+        session.add(account)
+    else:
+        account.destination = destination
+        account.updated_by = actor.id
+    await outbox.record_change(
+        session,
+        entity_type="vendor_payout_account",
+        entity_id=vendor_id,
+        action="set",
+        actor=actor,
+        before=before,
+        after={"vendor_id": vendor_id, "destination": destination},
+        announce=False,
+    )
+    waiting = await requested_transfers(session, limit=1000, vendor_id=vendor_id)
+    routed = [
+        await route(session, request.id, rules=rules, actor=actor, now=now) for request in waiting
+    ]
+    return account, [request for request in routed if request.status == TransferStatus.ROUTED]
+
+
+async def route(
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    *,
+    rules: RoutingRules,
+    actor: Actor,
+    now: datetime | None = None,
+) -> SettlementTransfer:
+    """A ``requested`` settlement transfer → ``routed``: the router picks the rail for the
+    vendor's payout account and a transfer is queued for that rail's settlement window
+    (``transfers.create_single``); paying it settles ``payee:{vendor}``. Without an account,
+    or when no rail can carry it there, it stays requested with the reason."""
+    request = await session.scalar(
+        locked(select(SettlementTransfer).where(SettlementTransfer.id == request_id))
+    )
+    if request is None:
+        raise NotFound(f"no settlement transfer {request_id}", param="id")
+    if request.status != TransferStatus.REQUESTED.value:
+        return request
+    account = await session.get(VendorPayoutAccount, request.destination)
+    if account is None:
+        request.failure_reason = f"vendor {request.destination} has no payout account"
+        return request
+    try:
+        async with session.begin_nested():
+            sent = await transfers.create_single(
+                session,
+                partner_id=VENDOR_SETTLEMENTS_PARTNER,
+                reference=request.idempotency_key,
+                destination=account.destination,
+                amount=request.amount,
+                currency=request.currency,
+                description=f"settlement {request.settlement_id} of vendor {request.destination}",
+                rules=rules,
+                actor=actor,
+                settles_account=payee_account(request.destination),
+                now=now,
+            )
+    except ValidationError as refused:
+        problems = refused.details.get("errors") or [{"message": refused.message}]
+        request.failure_reason = "; ".join(str(problem["message"]) for problem in problems)
+        return request
+    request.status = TransferStatus.ROUTED.value
+    request.rail = sent.rail
+    request.transfer_id = sent.id
+    request.failure_reason = None
+    request.routed_at = now or datetime.now(UTC)
+    await outbox.record_change(
+        session,
+        entity_type="settlement_transfer",
+        entity_id=request.id,
+        action="routed",
+        actor=actor,
+        before=None,
+        after={
+            "settlement_id": str(request.settlement_id),
+            "rail": sent.rail,
+            "route_reason": sent.route_reason,
+            "transfer_id": str(sent.id),
+            "window_at": sent.window_at.isoformat() if sent.window_at else None,
+        },
+        announce=False,
+    )
+    return request
+
+
+async def transfer_closed(
+    session: AsyncSession, transfer: Transfer, *, actor: Actor
+) -> VendorSettlement | None:
+    """The settlement a final transfer paid (or failed to pay) follows it: ``paid`` with the
+    rail's reference, or ``failed`` with the error. None for a transfer of no settlement."""
+    request = await session.scalar(
+        locked(select(SettlementTransfer).where(SettlementTransfer.transfer_id == transfer.id))
+    )
+    if request is None or request.status != TransferStatus.ROUTED.value:
+        return None
+    paid = transfer.status == "succeeded"
+    if not paid and transfer.status not in ("failed", "cancelled"):
+        return None
+    now = datetime.now(UTC)
+    request.status = (TransferStatus.PAID if paid else TransferStatus.FAILED).value
+    request.external_id = transfer.external_id
+    request.failure_reason = None if paid else transfer.last_error
+    request.closed_at = now
+    settlement = await get(session, request.settlement_id, for_update=True)
+    before = settlement_view(settlement)
+    settlement.status = (SettlementStatus.PAID if paid else SettlementStatus.FAILED).value
+    settlement.closed_at = now
+    await _changed(
+        session,
+        settlement,
+        "paid" if paid else "failed",
+        actor=actor,
+        before=before,
+        metadata={
+            "transfer_id": str(transfer.id),
+            "rail": transfer.rail,
+            "external_id": transfer.external_id,
+            "error": request.failure_reason,
+        },
+    )
+    return settlement
 
 
 @dataclass(frozen=True)

@@ -325,6 +325,8 @@ class RecoveryInput(BaseModel):
     transfer_backoff_seconds: int = 2
     transfer_max_backoff_seconds: int = 300
     chain_poll_seconds: int = 5
+    # For a reconciliation run's restarted workflow.
+    reconciliation_margin_seconds: int = 3600
 
 
 class RecoveryResult(BaseModel):
@@ -333,6 +335,8 @@ class RecoveryResult(BaseModel):
     restarted_payouts: int = 0
     restarted_subscriptions: int = 0
     restarted_transfer_batches: int = 0
+    restarted_settlement_windows: int = 0
+    restarted_reconciliations: int = 0
 
 
 # Payments, refunds and Stripe events
@@ -860,10 +864,9 @@ class SubscriptionStatusView(BaseModel):
 # Transfers and batch payouts
 
 
-class TransferBatchInput(BaseModel):
-    """``transfer-batch-{id}``: how the batch's items are run (from settings, by the API)."""
+class TransferRunOptions(BaseModel):
+    """How transfers are sent (from settings, by the API): by a batch, or by a window."""
 
-    batch_id: UUID
     stripe_task_queue: str = "tollgate-stripe"
     chain_task_queue: str = "tollgate-chain"
     concurrency: int = Field(20, description="Items under way at once")
@@ -872,6 +875,12 @@ class TransferBatchInput(BaseModel):
     max_backoff_seconds: int = 300
     chain_poll_seconds: int = 5
     chain_confirm_timeout_seconds: int = 1800
+
+
+class TransferBatchInput(TransferRunOptions):
+    """``transfer-batch-{id}``: how the batch's items are run."""
+
+    batch_id: UUID
     # Carried over continue-as-new: a retry asked for while the last run drained.
     retry_requested: bool = False
 
@@ -977,6 +986,91 @@ class TransferBatchStatus(BaseModel):
     cancelled: int
     percent_done: float
     cancel_requested: bool = False
+
+
+class WindowSettled(BaseModel):
+    """Argument of a batch's ``window_settled``: a settlement window sent some of its items."""
+
+    rail: str
+    run_id: UUID
+
+
+# Settlement windows
+
+
+class SettleNow(BaseModel):
+    """Argument of ``settle_now``: send every queued transfer of the rail now."""
+
+    by: str = "temporal-ui"
+    reason: str = "settled early by an operator"
+
+
+class TransfersQueued(BaseModel):
+    """Argument of ``enqueue``: transfers were queued for the window at ``window_at``."""
+
+    window_at: datetime
+    count: int = 1
+
+
+class SettlementWindowResult(BaseModel):
+    """A settled window: its record and the batches to tell."""
+
+    run_id: UUID
+    window_at: datetime
+    trigger: str
+    total: int
+    succeeded: int
+    failed: int
+    batch_ids: list[UUID] = []
+
+
+class SettlementWindowInput(TransferRunOptions):
+    """``settlement-window-{rail}``: one run per window (continue-as-new after each)."""
+
+    rail: str
+    # Carried over continue-as-new: asked while the last window was settling.
+    settle_now: SettleNow | None = None
+    earliest_signalled: datetime | None = None
+    last: SettlementWindowResult | None = None
+
+
+class SettlementWindowStepInput(BaseModel):
+    rail: str
+    # None: every queued transfer (settle now), else those due by this window.
+    up_to: datetime | None = None
+
+
+class SettlementWindowPlan(BaseModel):
+    """Output of ``settlement_window_plan``: the earliest window a queued transfer waits for."""
+
+    next_window_at: datetime | None = None
+    queued: int = 0
+
+
+class SettlementWindowItems(BaseModel):
+    """Output of ``settlement_window_release``: what this window sends."""
+
+    items: list[TransferItemRef] = []
+
+
+class SettlementWindowRecordInput(BaseModel):
+    rail: str
+    window_at: datetime
+    trigger: str
+    requested_by: str
+    transfer_ids: list[UUID]
+    started_at: datetime
+    actor: str
+
+
+class SettlementWindowStatus(BaseModel):
+    """The ``status`` query."""
+
+    rail: str
+    next_window_at: datetime | None
+    settling: int
+    settle_now_requested: bool
+    last: SettlementWindowResult | None = None
 
 
 # Outbound webhooks
@@ -1157,3 +1251,162 @@ class TokenTransferResult(BaseModel):
     amount: int | None = None
     destination: str | None = None
     error: str | None = None
+
+
+# Liquidity
+
+
+class LiquidityCheckInput(BaseModel):
+    """Argument of the ``liquidity-check`` Schedule (from settings): the rails to check,
+    the volume window, the runway alert threshold and the providers' task queues."""
+
+    rails: list[str] = Field(default_factory=lambda: ["stripe", "chain"])
+    window_days: int = 7
+    alert_days: float = 2.0
+    stripe_task_queue: str = "tollgate-stripe"
+    chain_task_queue: str = "tollgate-chain"
+
+
+class ProviderBalanceInput(BaseModel):
+    """Empty today; a model so a later field stays compatible."""
+
+
+class ProviderFunds(BaseModel):
+    """A provider's balance of one currency, in its minor units."""
+
+    currency: str
+    available: int
+    pending: int = 0
+
+
+class ProviderBalance(BaseModel):
+    """The balances a rail's provider reported (Stripe: per currency; the chain: its token
+    float in ``USDC`` minor units)."""
+
+    rail: str
+    funds: list[ProviderFunds] = Field(default_factory=list)
+
+
+class LiquidityEvaluateInput(BaseModel):
+    """The balances read (rails whose provider did not answer are left out)."""
+
+    balances: list[ProviderBalance] = Field(default_factory=list)
+    window_days: int = 7
+    alert_days: float = 2.0
+
+
+class LiquidityPosition(BaseModel):
+    rail: str
+    currency: str
+    available: int
+    pending: int = 0
+    committed: int
+    free: int
+    daily_volume: int
+    runway_days: float | None = None
+    low: bool = False
+
+
+class LiquidityAlert(BaseModel):
+    """An event the check recorded: ``liquidity.runway_low`` or ``.runway_recovered``."""
+
+    event_type: str
+    rail: str
+    currency: str
+
+
+class LiquidityCheckResult(BaseModel):
+    """The check's result and its ``status`` query. ``unavailable``: rails whose balance
+    could not be read (with why), left out of this check."""
+
+    status: str = "running"
+    as_of: datetime | None = None
+    positions: list[LiquidityPosition] = Field(default_factory=list)
+    alerts: list[LiquidityAlert] = Field(default_factory=list)
+    unavailable: dict[str, str] = Field(default_factory=dict)
+
+
+# Reconciliation
+
+
+class ReconciliationInput(BaseModel):
+    """``reconciliation-{run_id}``, the run the API created; or a run of the daily Schedule
+    (``run_id`` unset), which creates its run for the period given or, by default, the
+    previous UTC day. ``margin_seconds`` widens the period on both sides when records are
+    read (a pair split across an edge still matches); the Stripe step runs on
+    ``stripe_task_queue``, the others on the workflow's queue."""
+
+    run_id: UUID | None = None
+    trigger: str = "schedule"
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    sources: list[str] = Field(default_factory=lambda: ["stripe", "chain"])
+    stripe_task_queue: str = "tollgate-stripe"
+    margin_seconds: int = 3600
+    actor: str = "reconciliation"
+
+
+class ReconciliationBeginInput(BaseModel):
+    """``run_id`` of a run the API created, or the period and sources of one to create for
+    ``workflow_id`` (found again if it exists)."""
+
+    run_id: UUID | None = None
+    workflow_id: str
+    trigger: str = "schedule"
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    sources: list[str] = []
+    actor: str = "reconciliation"
+
+
+class ReconciliationRunRef(BaseModel):
+    run_id: UUID
+    status: str
+    sources: list[str]
+
+
+class ReconcileSourceInput(BaseModel):
+    run_id: UUID
+    source: str
+    margin_seconds: int = 3600
+
+
+class ReconcileSourceResult(BaseModel):
+    """One source's counts, as stored on the run (its records stay in the activity)."""
+
+    source: str
+    ledger_count: int = 0
+    external_count: int = 0
+    matched_count: int = 0
+    discrepancy_count: int = 0
+
+
+class ReconciliationFinishInput(BaseModel):
+    """Complete the run, or with ``error`` fail it."""
+
+    run_id: UUID
+    actor: str = "reconciliation"
+    error: str | None = None
+
+
+class ReconciliationResult(BaseModel):
+    """The run as it ended: ``match_rate`` a percentage (as a decimal string)."""
+
+    run_id: UUID
+    status: str
+    ledger_count: int = 0
+    external_count: int = 0
+    matched_count: int = 0
+    discrepancy_count: int = 0
+    match_rate: str | None = None
+    error: str | None = None
+
+
+class ReconciliationStatus(BaseModel):
+    """Answer of the reconciliation workflow's ``status`` query: the run (once begun), where
+    it is, and the counts of each source done so far."""
+
+    run_id: UUID | None = None
+    status: str = "starting"
+    sources: dict[str, ReconcileSourceResult] = Field(default_factory=dict)
+    result: ReconciliationResult | None = None

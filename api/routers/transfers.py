@@ -12,7 +12,6 @@ them once committed.
 none) and, once committed, signals the batch's workflow (starting a new run of it if the
 last one finished)."""
 
-import logging
 import uuid
 from datetime import datetime
 from email.parser import BytesParser
@@ -22,23 +21,19 @@ from typing import Annotated, Any
 import pydantic
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
 
-from api.deps import Admin, Session, after_commit, get_settings
+from api.deps import Admin, Session, get_settings
 from api.pagination import Page, PageQuery, paginate, row_cursor
-from api.workflow_calls import WorkflowStart, start_after_commit
-from domain.errors import ProviderError, ValidationError
+from api.transfer_workflows import batch_workflow, batch_workflow_id, enqueue_after_commit
+from api.workflow_calls import signal_after_commit, start_after_commit
+from domain.errors import ValidationError
 from domain.rails import Rail
 from domain.transfers import MAX_BATCH_ITEMS, BatchSource, BatchStatus, TransferStatus
 from models.transfers import Transfer, TransferBatch
 from services import transfers
 from services.transfer_csv import MAX_CSV_BYTES, parse_transfer_csv
 from settings import Settings
-from workflows.types import RetryFailedTransfers, TransferBatchInput
-
-log = logging.getLogger(__name__)
+from workflows.types import RetryFailedTransfers
 
 router = APIRouter(prefix="/transfers", tags=["transfers"])
 
@@ -100,10 +95,6 @@ class TransferOut(BaseModel):
     updated_at: datetime
 
 
-def workflow_id(batch_id: uuid.UUID) -> str:
-    return f"transfer-batch-{batch_id}"
-
-
 def batch_out(batch: TransferBatch) -> BatchOut:
     final = batch.succeeded_count + batch.failed_count + batch.cancelled_count
     return BatchOut(
@@ -123,7 +114,7 @@ def batch_out(batch: TransferBatch) -> BatchOut:
         created_at=batch.created_at,
         completed_at=batch.completed_at,
         updated_at=batch.updated_at,
-        workflow_id=workflow_id(batch.id),
+        workflow_id=batch_workflow_id(batch.id),
     )
 
 
@@ -151,50 +142,6 @@ def transfer_out(item: Transfer) -> TransferOut:
         completed_at=item.completed_at,
         updated_at=item.updated_at,
     )
-
-
-def batch_workflow(batch_id: uuid.UUID, settings: Settings) -> WorkflowStart:
-    return WorkflowStart(
-        workflow="TransferBatch",
-        id=workflow_id(batch_id),
-        arg=TransferBatchInput(
-            batch_id=batch_id,
-            stripe_task_queue=settings.stripe_task_queue,
-            chain_task_queue=settings.chain_task_queue,
-            concurrency=settings.transfer_concurrency,
-            max_attempts=settings.transfer_max_attempts,
-            backoff_seconds=settings.transfer_backoff_seconds,
-            max_backoff_seconds=settings.transfer_max_backoff_seconds,
-            chain_poll_seconds=settings.chain_poll_seconds,
-        ),
-        task_queue=settings.task_queue,
-    )
-
-
-def _retry_after_commit(request: Request, start: WorkflowStart, by: str) -> None:
-    """Signal ``retry_failed`` once committed, starting a new run of the batch's workflow if
-    the last one finished (a batch, unlike most entities, runs again after it completed).
-    Best effort: the items are pending in the committed rows, which any run picks up."""
-
-    async def run() -> None:
-        try:
-            client: Client = await request.app.state.temporal.get()
-            await client.start_workflow(
-                start.workflow,
-                start.arg,
-                id=start.id,
-                task_queue=start.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                start_signal="retry_failed",
-                start_signal_args=[RetryFailedTransfers(by=by)],
-            )
-        except (ProviderError, RPCError) as exc:
-            log.warning("could not signal retry_failed to %s: %s", start.id, exc)
-        except Exception:
-            log.exception("could not signal retry_failed to %s", start.id)
-
-    after_commit(request, run)
 
 
 def _form_parts(content_type: str, body: bytes) -> dict[str, bytes]:
@@ -321,6 +268,8 @@ async def create_batch(
         metadata=metadata,
     )
     start_after_commit(request, batch_workflow(batch.id, settings))
+    for rail, window_at in (await transfers.queued_windows(session, batch.id)).items():
+        enqueue_after_commit(request, settings, rail, window_at)
     return batch_out(batch)
 
 
@@ -388,7 +337,8 @@ async def retry_batch(
     """The failed items go again (409 ``nothing_to_retry`` if none failed): pending now, run
     by the batch's workflow once committed."""
     retried = await transfers.retry_failed(session, batch_id, actor=actor)
-    _retry_after_commit(request, batch_workflow(batch_id, settings), actor.id)
+    retry = RetryFailedTransfers(by=actor.id)
+    signal_after_commit(request, batch_workflow(batch_id, settings), "retry_failed", retry)
     return batch_out(retried.batch)
 
 

@@ -1,13 +1,14 @@
 """Vendor settlements: what a vendor is owed for a period's captured payments (minus
 commission and refunds), computed once per period, held ``TOLLGATE_VENDOR_SETTLEMENT_HOLD_DAYS``
-after it, then processed into a transfer request that the rail router sends. Admins compute,
-list and process; a vendor reads its own settlements and summary."""
+after it, then processed into a transfer request that the rail router sends to the vendor's
+payout account, in its rail's settlement window. Admins compute, list and process; a vendor
+reads its own settlements and summary and sets its payout account."""
 
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,11 +16,12 @@ from api.customers import ADMIN_ROLES
 from api.deps import Admin, CurrentActor, Session, get_settings
 from api.fields import Currency, Party
 from api.pagination import Page, PageQuery, paginate, row_cursor
+from api.transfer_workflows import enqueue_after_commit
 from domain.actors import Actor, Role
 from domain.errors import NotFound, PermissionDenied
 from domain.vendor_settlements import SettlementStatus, TransferStatus
 from models.commissions import SettlementTransfer, VendorSettlement
-from services import vendor_settlements
+from services import transfers, vendor_settlements
 from settings import Settings
 
 router = APIRouter(prefix="/vendor-settlements", tags=["vendor settlements"])
@@ -47,6 +49,10 @@ class TransferOut(BaseModel):
     rail: str | None = Field(description="None until the router routes it")
     idempotency_key: str
     external_id: str | None
+    transfer_id: uuid.UUID | None = Field(description="The transfer sending it, once routed")
+    failure_reason: str | None = Field(
+        description="Why it is not routed (no payout account) or why it failed"
+    )
     created_at: datetime
 
 
@@ -82,6 +88,8 @@ def transfer_out(transfer: SettlementTransfer) -> TransferOut:
         rail=transfer.rail,
         idempotency_key=transfer.idempotency_key,
         external_id=transfer.external_id,
+        transfer_id=transfer.transfer_id,
+        failure_reason=transfer.failure_reason,
         created_at=transfer.created_at,
     )
 
@@ -262,10 +270,92 @@ async def get_settlement(
 
 @router.post("/{settlement_id}/process")
 async def process_settlement(
-    settlement_id: uuid.UUID, session: Session, actor: Admin
+    settlement_id: uuid.UUID,
+    request: Request,
+    session: Session,
+    actor: Admin,
+    settings: AppSettings,
 ) -> SettlementOut:
-    """A settlement whose hold has passed -> ``processing``, with its transfer request
-    (rail None until the router routes it); one with nothing to pay -> ``paid``. Before the
-    hold passes a 409 ``settlement_not_due``; one already processing is answered as it is."""
-    settlement = await vendor_settlements.process(session, settlement_id, actor=actor)
-    return await _out(session, settlement)
+    """A settlement whose hold has passed -> ``processing``, with its transfer request,
+    routed at once when the vendor has a payout account (a transfer queued for its rail's
+    settlement window; else rail None until the vendor sets one); one with nothing to pay
+    -> ``paid``. Before the hold passes a 409 ``settlement_not_due``; one already processing
+    is answered as it is."""
+    settlement = await vendor_settlements.process(
+        session, settlement_id, actor=actor, rules=settings.rail_routing
+    )
+    out = await _out(session, settlement)
+    await _enqueue_routed(request, session, settings, [out.transfer] if out.transfer else [])
+    return out
+
+
+async def _enqueue_routed(
+    request: Request, session: Session, settings: Settings, routed: list[TransferOut]
+) -> None:
+    """Wake the window workflow of each routed request's rail, once committed."""
+    for item in routed:
+        if item.transfer_id is not None and item.rail is not None:
+            sent = await transfers.get(session, item.transfer_id)
+            enqueue_after_commit(request, settings, item.rail, sent.window_at)
+
+
+class PayoutAccountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    destination: str = Field(
+        min_length=1,
+        max_length=200,
+        description="A Stripe connected account (acct_...) or a chain address (0x...)",
+    )
+
+
+class PayoutAccountOut(BaseModel):
+    object: str = "vendor_payout_account"
+    vendor_id: str
+    destination: str
+    updated_by: str
+    updated_at: datetime
+    routed_transfers: list[TransferOut] = Field(
+        default_factory=list,
+        description="Transfer requests that waited for the account, routed by this change",
+    )
+
+
+@router.put("/vendors/{vendor_id}/payout-account")
+async def set_payout_account(
+    vendor_id: VendorPath,
+    body: PayoutAccountIn,
+    request: Request,
+    session: Session,
+    actor: CurrentActor,
+    settings: AppSettings,
+) -> PayoutAccountOut:
+    """Where the vendor is paid (admins, or the vendor itself); its transfer requests that
+    waited for an account are routed now."""
+    _check_vendor(actor, vendor_id)
+    account, routed = await vendor_settlements.set_payout_account(
+        session, vendor_id, body.destination, rules=settings.rail_routing, actor=actor
+    )
+    routed_out = [transfer_out(item) for item in routed]
+    await _enqueue_routed(request, session, settings, routed_out)
+    return PayoutAccountOut(
+        vendor_id=account.vendor_id,
+        destination=account.destination,
+        updated_by=account.updated_by,
+        updated_at=account.updated_at,
+        routed_transfers=routed_out,
+    )
+
+
+@router.get("/vendors/{vendor_id}/payout-account")
+async def get_payout_account(
+    vendor_id: VendorPath, session: Session, actor: CurrentActor
+) -> PayoutAccountOut:
+    _check_vendor(actor, vendor_id)
+    account = await vendor_settlements.payout_account(session, vendor_id)
+    return PayoutAccountOut(
+        vendor_id=account.vendor_id,
+        destination=account.destination,
+        updated_by=account.updated_by,
+        updated_at=account.updated_at,
+    )

@@ -24,6 +24,8 @@ from temporalio.worker import Worker
 from devstack.binaries import find
 from integrations.temporal import add_search_attributes
 from tests.replay.record_payments import record_payments
+from tests.replay.record_reconciliation import record_reconciliation
+from tests.replay.record_settlement_windows import record_settlement_windows
 from tests.replay.record_subscriptions import record_subscriptions
 from tests.replay.record_transfers import record_transfers
 from tests.replay.record_webhooks import record_webhooks
@@ -424,6 +426,8 @@ async def record() -> None:
             await record_subscriptions(env, save)
             await record_webhooks(env, save)
             await record_transfers(env, save)
+            await record_settlement_windows(env, save)
+            await record_reconciliation(env, save)
     finally:
         await env.shutdown()
 

@@ -17,11 +17,12 @@ from domain.actors import SYSTEM, Actor, Role
 from domain.errors import Conflict, ValidationError
 from domain.money import Money
 from domain.payments import Allocation, RefundReason
+from domain.rails import RoutingRules
 from integrations.stripe_customers import CardDetails
 from models.commissions import SettlementTransfer, VendorSettlement, VendorSettlementLine
 from models.outbox import OutboxEvent
 from models.payments import Payment, PaymentMethod
-from services import payment_methods, payments, refunds, vendor_settlements
+from services import ledger, payment_methods, payments, refunds, transfers, vendor_settlements
 
 Db = async_sessionmaker[AsyncSession]
 ADMIN = Actor("ops-1", Role.PLATFORM_ADMIN)
@@ -347,3 +348,90 @@ async def test_the_vendor_summary(db: Db, january: dict[str, Payment]) -> None:
         0,
         900,
     )
+
+
+async def test_a_processed_settlement_is_routed_to_the_vendors_account_and_paid_once(
+    db: Db, january: dict[str, Payment]
+) -> None:
+    settlement, _ = await compute(db)
+    processed = await process(db, settlement.id, HELD_UNTIL)
+    async with db() as session:
+        [request] = await vendor_settlements.requested_transfers(session, limit=10)
+        assert request.failure_reason == "vendor vendor-a has no payout account"
+        owed_before = (await ledger.balances(session, "payee:vendor-a"))["USD"]
+
+    with pytest.raises(ValidationError) as refused:
+        async with db() as session, session.begin():
+            await vendor_settlements.set_payout_account(
+                session, "vendor-a", "IBAN-DE89", rules=RoutingRules(), actor=ADMIN
+            )
+    assert refused.value.code == "invalid_destination"
+
+    async with db() as session, session.begin():
+        account, routed = await vendor_settlements.set_payout_account(
+            session, "vendor-a", "acct_1VendorA", rules=RoutingRules(), actor=ADMIN, now=HELD_UNTIL
+        )
+        assert account.destination == "acct_1VendorA"
+        assert [item.id for item in routed] == [request.id]
+    async with db() as session:
+        request = await session.get_one(SettlementTransfer, request.id)
+        assert (request.status, request.rail, request.failure_reason) == ("routed", "stripe", None)
+        assert request.transfer_id is not None
+        sent = await transfers.get(session, request.transfer_id)
+    # No windows on the rail: queued for now, which its window workflow sends at once.
+    assert (sent.status, sent.window_at, sent.destination, sent.amount) == (
+        "queued",
+        HELD_UNTIL,
+        "acct_1VendorA",
+        processed.net_amount,
+    )
+    assert (sent.partner_id, sent.reference, sent.settles_account) == (
+        vendor_settlements.VENDOR_SETTLEMENTS_PARTNER,
+        f"vendor-settlement-{settlement.id}",
+        "payee:vendor-a",
+    )
+
+    # What the window workflow's activities do: send it, then close the settlement.
+    async with db() as session, session.begin():
+        await transfers.start(session, sent.id, actor=SYSTEM)
+    for _ in range(2):  # a retried activity changes nothing the second time
+        async with db() as session, session.begin():
+            done = await transfers.succeed(
+                session, sent.id, external_id="tr_vendor_a", actor=SYSTEM
+            )
+            await vendor_settlements.transfer_closed(session, done, actor=SYSTEM)
+    async with db() as session:
+        paid = await vendor_settlements.get(session, settlement.id)
+        request = await session.get_one(SettlementTransfer, request.id)
+        owed_after = (await ledger.balances(session, "payee:vendor-a"))["USD"]
+    assert (paid.status, request.status, request.external_id) == ("paid", "paid", "tr_vendor_a")
+    # What the platform owes the vendor went down by what was paid, once.
+    assert abs(owed_before - owed_after) == processed.net_amount
+
+
+async def test_a_failed_settlement_transfer_fails_the_settlement(
+    db: Db, january: dict[str, Payment]
+) -> None:
+    settlement, _ = await compute(db)
+    async with db() as session, session.begin():
+        await vendor_settlements.set_payout_account(
+            session, "vendor-a", "acct_1VendorA", rules=RoutingRules(), actor=ADMIN
+        )
+    await process(db, settlement.id, HELD_UNTIL)
+    async with db() as session, session.begin():
+        [request] = await session.scalars(select(SettlementTransfer))
+        assert request.status == "routed" and request.transfer_id is not None
+        await transfers.start(session, request.transfer_id, actor=SYSTEM)
+        failed = await transfers.fail(
+            session,
+            request.transfer_id,
+            error="NotFound: no such destination",
+            final=True,
+            actor=SYSTEM,
+        )
+        await vendor_settlements.transfer_closed(session, failed, actor=SYSTEM)
+    async with db() as session:
+        closed = await vendor_settlements.get(session, settlement.id)
+        request = await session.get_one(SettlementTransfer, request.id)
+    assert (closed.status, request.status) == ("failed", "failed")
+    assert request.failure_reason == "NotFound: no such destination"
