@@ -332,3 +332,22 @@ async def calculate(
         fixed_part=rule.fixed_amount,
         commission=rules.calculate(as_domain(rule), amount),
     )
+
+
+async def terms_for(
+    session: AsyncSession,
+    *,
+    vendor_id: str,
+    category: str | None,
+    currency: str,
+    at: datetime,
+) -> tuple[int, int] | None:
+    """The ``(percentage_bps, fixed_amount)`` of the rule that applies to a vendor's part
+    of a payment, or None when no rule does (the caller's default applies)."""
+    try:
+        rule = await best_applicable(
+            session, vendor_id=vendor_id, category=category, at=at, currency=currency
+        )
+    except NotFound:
+        return None
+    return rule.percentage_bps, rule.fixed_amount

@@ -5,7 +5,7 @@ signalled to the payment's workflow, which alone changes the row (202)."""
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -26,7 +26,7 @@ from domain.payments import (
     check_payment_status,
 )
 from models.payments import Payment, PaymentSplit
-from services import payment_methods, payments
+from services import commissions, payment_methods, payments
 from settings import Settings
 from workflows.types import CapturePayment, ClosePayment, PaymentInput
 
@@ -43,10 +43,19 @@ class AllocationIn(BaseModel):
 
     vendor_id: Party
     amount: Amount
-    commission_bps: int | None = Field(
-        None, ge=0, le=10_000, description="Default: TOLLGATE_PAYMENT_COMMISSION_BPS"
+    category: str | None = Field(
+        None, min_length=1, max_length=100, description="For category commission rules"
     )
-    commission_fixed: int = Field(0, ge=0, le=10**12, description="Minor units, added")
+    commission_bps: int | None = Field(
+        None,
+        ge=0,
+        le=10_000,
+        description="With commission_fixed, overrides the commission rules; default: the rule"
+        " that applies (vendor, category, default), else TOLLGATE_PAYMENT_COMMISSION_BPS",
+    )
+    commission_fixed: int | None = Field(
+        None, ge=0, le=10**12, description="Minor units, added (default 0 with commission_bps)"
+    )
 
 
 class PaymentIn(BaseModel):
@@ -219,17 +228,7 @@ async def create_payment(
         money=money(body.amount, body.currency),
         actor=actor,
         allocations=[
-            Allocation(
-                vendor_id=item.vendor_id,
-                amount=item.amount,
-                commission_bps=(
-                    settings.payment_commission_bps
-                    if item.commission_bps is None
-                    else item.commission_bps
-                ),
-                commission_fixed=item.commission_fixed,
-            )
-            for item in body.allocations
+            await _allocation(session, item, body.currency, settings) for item in body.allocations
         ],
         order_id=body.order_id,
         description=body.description,
@@ -239,6 +238,29 @@ async def create_payment(
     )
     start_after_commit(request, payment_workflow(payment, settings))
     return await _out(session, payment)
+
+
+async def _allocation(
+    session: AsyncSession, item: AllocationIn, currency: str, settings: Settings
+) -> Allocation:
+    """A vendor's part with its commission: as given, else by the commission rule that
+    applies to the vendor (or its category) now, else the platform's default."""
+    terms = None
+    if item.commission_bps is None and item.commission_fixed is None:
+        terms = await commissions.terms_for(
+            session,
+            vendor_id=item.vendor_id,
+            category=item.category,
+            currency=currency,
+            at=datetime.now(UTC),
+        )
+    bps, fixed = terms or (
+        settings.payment_commission_bps if item.commission_bps is None else item.commission_bps,
+        item.commission_fixed or 0,
+    )
+    return Allocation(
+        vendor_id=item.vendor_id, amount=item.amount, commission_bps=bps, commission_fixed=fixed
+    )
 
 
 async def _page(

@@ -99,6 +99,43 @@ async def test_a_customer_creates_a_split_payment_for_itself(
     assert sum(line["amount"] for line in payment["splits"]) == 10_000
 
 
+async def test_a_vendors_commission_comes_from_the_rule_that_applies_unless_given(
+    api: AsyncClient, auth: TokenFactory, db: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_method(db, "cust-rules")
+    admin = auth("platform_admin")
+    for rule in (
+        {"scope": "vendor", "vendor_id": "vendor-a", "percentage_bps": 500, "fixed_amount": 30},
+        {"scope": "category", "category": "books", "percentage_bps": 200},
+    ):
+        created = await api.post(
+            "/api/v1/commission-rules", json={**rule, "currency": "USD"}, headers=admin
+        )
+        assert created.status_code == 201, created.text
+
+    payment = await create(
+        api,
+        auth("customer", sub="cust-rules"),
+        allocations=[
+            {"vendor_id": "vendor-a", "amount": 6_000},  # its own rule: 5 % + 30
+            {"vendor_id": "vendor-b", "amount": 2_000, "category": "books"},  # 2 %
+            {"vendor_id": "vendor-c", "amount": 1_000},  # no rule: the default 10 %
+            {"vendor_id": "vendor-d", "amount": 500, "commission_bps": 0},  # as given
+        ],
+    )
+
+    commission = {line["vendor_id"]: line["commission"] for line in payment["splits"]}
+    assert {
+        vendor: commission[vendor] for vendor in ("vendor-a", "vendor-b", "vendor-c", "vendor-d")
+    } == {
+        "vendor-a": 330,
+        "vendor-b": 40,
+        "vendor-c": 100,
+        "vendor-d": 0,
+    }
+    assert sum(line["amount"] for line in payment["splits"]) == 10_000
+
+
 async def test_bad_payments_are_refused_and_store_nothing(
     api: AsyncClient, auth: TokenFactory, db: async_sessionmaker[AsyncSession]
 ) -> None:
