@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 
 from devstack.binaries import find
 from integrations.temporal import add_search_attributes
+from tests.replay.record_operations import record_operations
 from tests.replay.record_payments import record_payments
 from tests.replay.record_reconciliation import record_reconciliation
 from tests.replay.record_settlement_windows import record_settlement_windows
@@ -428,6 +429,7 @@ async def record() -> None:
             await record_transfers(env, save)
             await record_settlement_windows(env, save)
             await record_reconciliation(env, save)
+            await record_operations(env, save)
     finally:
         await env.shutdown()
 
