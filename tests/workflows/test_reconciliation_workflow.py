@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from temporalio import activity
 from temporalio.client import WorkflowHandle
@@ -113,6 +113,8 @@ async def test_the_schedules_run_reconciles_the_previous_utc_day(
 ) -> None:
     stubs = Stubs()
     async with workers(time_skipping_env, stubs) as (queue, stripe_queue):
+        # The shared server's clock, not the wall clock: earlier tests skipped time ahead.
+        started = await time_skipping_env.get_current_time()
         handle = await start(time_skipping_env, queue, stripe_queue, margin_seconds=600)
         result = await handle.result()
         status = await handle.query(ReconciliationWorkflow.status)
@@ -125,7 +127,7 @@ async def test_the_schedules_run_reconciles_the_previous_utc_day(
     assert begun.period_start is not None and begun.period_end is not None
     assert begun.period_end - begun.period_start == timedelta(days=1)
     assert begun.period_end.time() == datetime.min.time()
-    assert begun.period_end <= datetime.now(UTC) < begun.period_end + timedelta(days=1)
+    assert begun.period_end <= started < begun.period_end + timedelta(days=1)
     assert sorted(stubs.sources) == [("chain", queue), ("stripe", stripe_queue)]
     assert stubs.finished == [ReconciliationFinishInput(run_id=RUN_ID, actor="reconciliation")]
     assert (status.run_id, status.status) == (RUN_ID, "completed")
