@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import String, and_, cast, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -227,16 +227,16 @@ async def ledger_records(
     the provider shows them (the chain's in base units of its token). Columns only, no
     objects: a day can hold 100,000 of them."""
 
-    def inside(at: datetime | None) -> bool:
-        return at is not None and period_start <= at < period_end
-
+    # Ids as text and "in the period" computed by the database: no UUID or datetime objects
+    # are built for rows that only need comparing.
+    in_period = and_(Transfer.completed_at >= period_start, Transfer.completed_at < period_end)
     rail_transfers = await session.execute(
         select(
-            Transfer.id,
+            cast(Transfer.id, String),
             Transfer.external_id,
             Transfer.amount,
             Transfer.currency,
-            Transfer.completed_at,
+            in_period,
         ).where(
             Transfer.rail == source.value,
             Transfer.status == TransferStatus.SUCCEEDED.value,
@@ -244,47 +244,36 @@ async def ledger_records(
             Transfer.completed_at < window_end,
         )
     )
-    records: list[LedgerRecord] = []
+    kind = LedgerKind.TRANSFER.value
     if source is Source.CHAIN:
-        for transfer_id, external_id, amount, currency, completed_at in rail_transfers:
-            records.append(
-                LedgerRecord(
-                    LedgerKind.TRANSFER.value,
-                    str(transfer_id),
-                    external_id or "",
-                    chain_amount(amount, currency, token_decimals),
-                    CHAIN_UNIT,
-                    inside(completed_at),
-                )
-            )
-        return records
-    for transfer_id, external_id, amount, currency, completed_at in rail_transfers:
-        records.append(
+        return [
             LedgerRecord(
-                LedgerKind.TRANSFER.value,
-                str(transfer_id),
+                kind,
+                transfer_id,
                 external_id or "",
-                amount,
-                currency,
-                inside(completed_at),
+                chain_amount(amount, currency, token_decimals),
+                CHAIN_UNIT,
+                inside,
             )
-        )
+            for transfer_id, external_id, amount, currency, inside in rail_transfers
+        ]
+    records = [
+        LedgerRecord(kind, transfer_id, external_id or "", amount, currency, inside)
+        for transfer_id, external_id, amount, currency, inside in rail_transfers
+    ]
     payouts = await session.execute(
         select(
-            Payout.id, Payout.stripe_transfer_id, Payout.amount, Payout.currency, Payout.created_at
+            cast(Payout.id, String),
+            Payout.stripe_transfer_id,
+            Payout.amount,
+            Payout.currency,
+            and_(Payout.created_at >= period_start, Payout.created_at < period_end),
         ).where(Payout.created_at >= window_start, Payout.created_at < window_end)
     )
-    for payout_id, external_id, amount, currency, created_at in payouts:
-        records.append(
-            LedgerRecord(
-                LedgerKind.PAYOUT.value,
-                str(payout_id),
-                external_id,
-                amount,
-                currency,
-                inside(created_at),
-            )
-        )
+    records.extend(
+        LedgerRecord(LedgerKind.PAYOUT.value, payout_id, external_id, amount, currency, inside)
+        for payout_id, external_id, amount, currency, inside in payouts
+    )
     return records
 
 
