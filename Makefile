@@ -6,7 +6,7 @@ PY_STAMP   := $(VENV)/.bootstrapped
 NODE_STAMP := node_modules/.bootstrapped
 PYTHON     ?= python3
 
-.PHONY: bootstrap run test lint bench contracts migrate clean-data
+.PHONY: bootstrap run test lint bench contracts migrate clean-data chromium
 
 bootstrap: $(PY_STAMP) $(NODE_STAMP)
 
@@ -21,6 +21,15 @@ $(NODE_STAMP): package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The admin console's browser tests drive Debian's chromium through Playwright (no
+# `playwright install`); CI runs as root on a fresh Debian 12, elsewhere sudo is used.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
 run: bootstrap
 	$(VENV)/bin/tollgate dev
 
@@ -29,7 +38,7 @@ lint: $(PY_STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-test: bootstrap lint
+test: bootstrap lint chromium
 	$(VENV)/bin/pytest
 
 bench: bootstrap

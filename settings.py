@@ -7,6 +7,7 @@ elsewhere (see the README's settings table). Workflows never import this module.
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,9 @@ from domain.rails import RoutingRules
 from domain.subscriptions import DEFAULT_RETRY_DAYS, DunningOutcome, check_retry_days
 from domain.webhooks import DEFAULT_RETRY_SCHEDULE as DEFAULT_WEBHOOK_RETRY_SCHEDULE
 from domain.webhooks import check_retry_schedule
+
+if TYPE_CHECKING:
+    from integrations.payload_codec import EncryptionCodec, PayloadKeys
 
 # Anvil's first well-known development account: funded on every fresh anvil chain.
 ANVIL_DEV_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -41,6 +45,29 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = Field(None, description="Temporal Cloud API key")
     temporal_ui_port: int = Field(8233, description="Port of the embedded Temporal Web UI")
     task_queue: str = Field("tollgate", description="Task queue of workflows and DB activities")
+
+    # Private payloads: Temporal payloads encrypted with AES-GCM (integrations/payload_codec.py)
+    payload_keys: dict[str, SecretStr] | None = Field(
+        None,
+        description='Payload keys by id, as JSON: {"k2": "<base64, 32 bytes>", "k1": "..."}; '
+        "default: the keys file",
+    )
+    payload_key_id: str | None = Field(
+        None, description="Id of the key new payloads are encrypted with (several keys: needed)"
+    )
+    payload_keys_file: Path | None = Field(
+        None,
+        description='JSON {"current": id, "keys": {id: base64}}; default: '
+        "<data_dir>/payload-keys.json, which `tollgate dev` creates",
+    )
+    payload_encryption_required: bool = Field(
+        False, description="Refuse to start without payload keys (set it in production)"
+    )
+    codec_cors_origins: list[str] | None = Field(
+        None,
+        description="Origins of the Temporal Web UIs that may call the codec endpoint; "
+        "default: the embedded Temporal UI",
+    )
 
     # Chain
     chain_rpc_url: str = Field(
@@ -115,6 +142,10 @@ class Settings(BaseSettings):
     stripe_requests_per_second: float = Field(
         25.0, gt=0, description="Most Stripe activities started per second, across workers"
     )
+    stripe_timeout_seconds: float = Field(
+        # At most 40: the SDK's three tries must fit in the Stripe activities' 2 minutes.
+        30.0, gt=0, le=40, description="Longest wait for one answer of Stripe (then retried)"
+    )
 
     # API
     api_host: str = "127.0.0.1"
@@ -127,6 +158,21 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(24, description="How long Idempotency-Keys are kept")
     idempotency_lock_seconds: int = Field(
         60, description="After this, a key whose request died unfinished may be retried"
+    )
+    # Per-client rate limits (api/rate_limit.py), per API replica; 0 turns one off.
+    rate_limit_ticket_issue_per_minute: int = Field(
+        6000, ge=0, description="Tickets one client may issue per minute (POST /tickets)"
+    )
+    rate_limit_ticket_verify_per_minute: int = Field(
+        600,
+        ge=0,
+        description="Verifications one client may ask per minute (POST /tickets/verify, /scans)",
+    )
+    # Admin console (/admin)
+    admin_secure_cookies: bool = Field(
+        False,
+        description="Mark the console's cookies Secure (always when it is reached over https); "
+        "set it behind a proxy that ends TLS",
     )
 
     # Tickets
@@ -148,6 +194,31 @@ class Settings(BaseSettings):
         10_000,
         ge=0,
         description="Workflows a worker keeps in memory; past it each task replays history",
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1",
+        description="Interface of the worker's Prometheus endpoint (0.0.0.0 to be scraped "
+        "from another host or container)",
+    )
+
+    # Observability: logs, business metrics, tracing
+    log_level: str = Field(
+        "INFO", pattern="(?i)^(debug|info|warning|error|critical)$", description="Log level"
+    )
+    log_format: str = Field(
+        "json", pattern="^(json|text)$", description="json: one JSON object per line; text"
+    )
+    business_metrics_max_age_seconds: float = Field(
+        15.0,
+        ge=0,
+        le=3600,
+        description="/metrics reads the business figures from the database at most this often",
+    )
+    otel_enabled: bool = Field(False, description="Trace with OpenTelemetry")
+    otel_exporter: str = Field(
+        "otlp",
+        pattern="^(otlp|console)$",
+        description="otlp: OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT; console: stdout",
     )
 
     # Payments and refunds
@@ -305,6 +376,49 @@ class Settings(BaseSettings):
         return self.ticket_keys_file or self.data_dir / "ticket-keys.json"
 
     @property
+    def payload_keys_path(self) -> Path:
+        return self.payload_keys_file or self.data_dir / "payload-keys.json"
+
+    def payload_keyring(self) -> "PayloadKeys | None":
+        """The payload keys: ``TOLLGATE_PAYLOAD_KEYS``, else the keys file if there is one;
+        None (payloads in clear) when neither is, unless encryption is required."""
+        from integrations.payload_codec import PayloadKeyError, PayloadKeys
+
+        if self.payload_keys:
+            texts = {key_id: key.get_secret_value() for key_id, key in self.payload_keys.items()}
+            return PayloadKeys.parse(texts, self.payload_key_id)
+        path = self.payload_keys_path
+        if self.payload_keys_file is not None or path.exists():
+            loaded = PayloadKeys.load(path)
+            # The setting overrides the file's choice (the first step of a rotation).
+            return PayloadKeys(self.payload_key_id, loaded.keys) if self.payload_key_id else loaded
+        if self.payload_encryption_required:
+            raise PayloadKeyError(
+                "payload encryption is required (TOLLGATE_PAYLOAD_ENCRYPTION_REQUIRED) but no "
+                "key is configured: set TOLLGATE_PAYLOAD_KEYS or TOLLGATE_PAYLOAD_KEYS_FILE"
+            )
+        return None
+
+    def payload_codec(self) -> "EncryptionCodec | None":
+        """The codec of every Temporal client and worker; None when encryption is off."""
+        from integrations.payload_codec import EncryptionCodec
+
+        keys = self.payload_keyring()
+        return EncryptionCodec(keys) if keys else None
+
+    @property
+    def codec_origins(self) -> list[str]:
+        """Browser origins allowed to call ``/codec/*`` (the Temporal Web UI's)."""
+        if self.codec_cors_origins is not None:
+            return self.codec_cors_origins
+        origins = [self.temporal_ui_url]
+        host = self.temporal_address.rsplit(":", 1)[0]
+        if host in ("127.0.0.1", "localhost"):  # the UI answers under either name
+            other = "localhost" if host == "127.0.0.1" else "127.0.0.1"
+            origins.append(f"http://{other}:{self.temporal_ui_port}")
+        return origins
+
+    @property
     def temporal_ui_url(self) -> str:
         host = self.temporal_address.rsplit(":", 1)[0]
         return f"http://{host}:{self.temporal_ui_port}"
@@ -348,6 +462,20 @@ class Settings(BaseSettings):
         from eth_account import Account
 
         return str(Account.from_key(self.chain_sender_key()).address)
+
+    def secrets_to_mask(self) -> list[str]:
+        """Secret values the logs must never show (see ``observability.logs``)."""
+        values = [
+            self.stripe_api_key,
+            self.stripe_webhook_secret,
+            self.jwt_secret,
+            self.temporal_api_key or "",
+        ]
+        try:
+            values.append(self.chain_sender_key())
+        except OSError:
+            pass  # the key file is not readable here: the sender will say so
+        return [value for value in values if value]
 
 
 def reconciliation_sources(settings: Settings) -> list[str]:

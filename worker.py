@@ -9,7 +9,14 @@ from typing import Any
 
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -46,6 +53,7 @@ from integrations.temporal import connect, register_search_attributes
 from integrations.token_contract import TokenContract
 from integrations.webhook_http import WebhookSender
 from models.engine import make_engine, make_sessionmaker
+from observability import logs, tracing
 from settings import Settings, get_settings
 from workflows import search_attributes
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
@@ -277,7 +285,11 @@ def liquidity_chain_activities(sender: ChainSender, settings: Settings) -> list[
 
 def stripe_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
     """Activities of the Stripe task queue, rate-limited across workers by Temporal."""
-    client = build_client(settings.stripe_api_key, settings.stripe_api_base)
+    client = build_client(
+        settings.stripe_api_key,
+        settings.stripe_api_base,
+        timeout_seconds=settings.stripe_timeout_seconds,
+    )
     payments = StripePaymentActivities(sessionmaker, client)
     return [
         StripeTransferActivities(sessionmaker, client).pay_out,
@@ -292,20 +304,37 @@ def stripe_activities(sessionmaker: Any, settings: Settings) -> list[Any]:
     ]
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    runtime = None
+def runtime(settings: Settings) -> Runtime:
+    """The SDK's runtime: its metrics on a Prometheus endpoint (``worker_metrics_host:port``),
+    and the SDK core's own log lines through Python logging, so they are JSON like ours."""
+    metrics = None
     if settings.worker_metrics_port:
-        runtime = Runtime(
-            telemetry=TelemetryConfig(
-                metrics=PrometheusConfig(bind_address=f"127.0.0.1:{settings.worker_metrics_port}")
-            )
+        metrics = PrometheusConfig(
+            bind_address=f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
         )
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            ),
+            metrics=metrics,
+        )
+    )
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    tracing.configure(
+        enabled=settings.otel_enabled, exporter=settings.otel_exporter, service="tollgate-worker"
+    )
     client = await connect(
         settings.temporal_address,
         settings.temporal_namespace,
         tls=settings.temporal_tls,
         api_key=settings.temporal_api_key,
-        runtime=runtime,
+        runtime=runtime(settings),
+        payload_codec=settings.payload_codec(),
+        interceptors=tracing.temporal_interceptors(settings.otel_enabled),
     )
     added = await register_search_attributes(
         client, settings.temporal_namespace, search_attributes.ALL
@@ -360,16 +389,25 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    logs.configure(
+        level=settings.log_level,
+        fmt="text" if settings.log_format == "text" else "json",
+        service="tollgate-worker",
+        secrets=settings.secrets_to_mask(),
+    )
     stop = asyncio.Event()
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run(get_settings(), stop)
+        await run(settings, stop)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -9,13 +9,15 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from api import errors
+from api import console, errors
 from api.anchoring_trigger import EarlyAnchoring
+from api.body_limit import BodySizeLimitMiddleware
 from api.idempotency import IdempotencyMiddleware
-from api.metrics import MetricsMiddleware
+from api.metrics import BusinessMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
+from api.rate_limit import RateLimitMiddleware
+from api.request_context import RequestContextMiddleware
 from api.routers import (
-    admin,
     anchoring,
     audit,
     audit_log,
@@ -42,6 +44,8 @@ from api.routers import (
     vendor_settlements,
     webhooks,
 )
+from api.routers.codec import CodecCORS
+from api.routers.codec import router as codec_router
 from integrations import ticket_keys
 from integrations.chain import BlockHeight
 from integrations.chain import ping_async as chain_ping
@@ -50,6 +54,8 @@ from integrations.stripe_client import ping as stripe_ping
 from integrations.temporal import LazyClient
 from integrations.temporal import ping as temporal_ping
 from models.engine import make_engine, make_sessionmaker
+from observability import tracing
+from observability.logs import register_secrets
 from settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -79,6 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.temporal_namespace,
             tls=settings.temporal_tls,
             api_key=settings.temporal_api_key,
+            payload_codec=app.state.payload_codec,
+            interceptors=tracing.temporal_interceptors(settings.otel_enabled),
+        )
+        app.state.business_metrics = BusinessMetrics(
+            app.state.sessionmaker, max_age=settings.business_metrics_max_age_seconds
         )
 
         async def database() -> dict[str, Any]:
@@ -100,7 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.sessionmaker, app.state.temporal, batch_size=settings.anchor_batch_size
         )
         app.state.block_height = BlockHeight(settings.chain_rpc_url)
-        app.state.stripe = build_client(settings.stripe_api_key, settings.stripe_api_base)
+        app.state.stripe = build_client(
+            settings.stripe_api_key,
+            settings.stripe_api_base,
+            timeout_seconds=settings.stripe_timeout_seconds,
+        )
         yield
         await asyncio.gather(*app.state.background_tasks, return_exceptions=True)
         await engine.dispose()
@@ -112,12 +127,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Payload encryption: the Temporal client's codec, and the codec server's (/admin/codec).
+    app.state.payload_codec = settings.payload_codec()
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)
+    # Around the idempotency middleware, which reads the whole body: a huge one is a 413.
+    app.add_middleware(BodySizeLimitMiddleware)
+    # Around both: a client past its limit (ticket issuing, verifying) is a 429 before any work.
+    app.add_middleware(RateLimitMiddleware, settings=settings)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(CodecCORS, origins=settings.codec_origins)
+    # Outermost: every log line of a request, the middlewares' included, carries its id.
+    app.add_middleware(RequestContextMiddleware)
+    register_secrets(settings.secrets_to_mask())
+    if tracing.configure(
+        enabled=settings.otel_enabled, exporter=settings.otel_exporter, service="tollgate-api"
+    ):
+        tracing.instrument_app(app)
     app.include_router(health.router)
     app.include_router(metrics_router)
-    app.include_router(admin.router)
+    console.install(app)  # the admin console at /admin
+    app.include_router(codec_router)
     for router in (
         ledger.router,
         audit.router,

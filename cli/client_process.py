@@ -25,6 +25,7 @@ async def connect(settings: Settings) -> Client:
         settings.temporal_namespace,
         tls=settings.temporal_tls,
         api_key=settings.temporal_api_key,
+        payload_codec=settings.payload_codec(),
     )
 
 

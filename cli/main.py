@@ -7,7 +7,10 @@ from typing import Annotated
 import typer
 
 from cli.anchors import anchors_app
+from cli.payload_keys import payload_keys_app
+from cli.reconcile import reconcile
 from cli.tickets import tickets_app
+from cli.transfers import transfers_app
 from settings import get_settings
 
 app = typer.Typer(
@@ -17,14 +20,24 @@ schedules_app = typer.Typer(help="Temporal Schedules of the periodic jobs.", no_
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(tickets_app, name="tickets")
 app.add_typer(anchors_app, name="anchors")
+app.add_typer(transfers_app, name="transfers")
+app.add_typer(payload_keys_app, name="payload-keys")
 
 
 @app.command()
 def dev() -> None:
     """Start the embedded stack (Postgres, Temporal, anvil, Stripe sandbox, worker, API)."""
     from devstack.stack import run
+    from observability import logs
 
-    raise typer.Exit(asyncio.run(run(get_settings())))
+    settings = get_settings()
+    logs.configure(
+        level=settings.log_level,
+        fmt="text" if settings.log_format == "text" else "json",
+        service="tollgate-dev",
+        secrets=settings.secrets_to_mask(),
+    )
+    raise typer.Exit(asyncio.run(run(settings)))
 
 
 @app.command()
@@ -45,13 +58,22 @@ def api(
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
+    from observability.logs import logging_config
+
     settings = get_settings()
     uvicorn.run(
         "api.main:app",
         host=host or settings.api_host,
         port=port or settings.api_port,
         workers=workers,
-        log_level="info",
+        # JSON lines (TOLLGATE_LOG_FORMAT); each request is logged by the app with its id.
+        log_config=logging_config(
+            level=settings.log_level,
+            fmt="text" if settings.log_format == "text" else "json",
+            service="tollgate-api",
+        ),
+        log_level=settings.log_level.lower(),
+        access_log=False,
     )
 
 
@@ -117,3 +139,6 @@ def deploy_contracts() -> None:
     settings = get_settings()
     deployment = deploy_once(settings)
     typer.echo(f"{settings.deployments_file}: {deployment}")
+
+
+app.command("reconcile")(reconcile)

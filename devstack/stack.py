@@ -11,6 +11,7 @@ from devstack import chain, postgres
 from devstack.binaries import find
 from devstack.net import port_open
 from devstack.supervisor import Part, PartFailed, Supervisor
+from integrations.payload_codec import PayloadKeyError, ensure_development_keys
 from integrations.temporal import connect, register_search_attributes
 from integrations.temporal import ping as temporal_ping
 from integrations.ticket_keys import ensure_development_keyring
@@ -33,10 +34,21 @@ def _python(*args: str) -> list[str]:
     return [sys.executable, "-m", *args]
 
 
+def codec_endpoint(settings: Settings) -> str:
+    """The API's codec server, as the browser showing the Temporal UI reaches it."""
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    return f"http://{host}:{settings.api_port}/admin/codec"
+
+
 def parts(settings: Settings) -> list[Part]:
     data = settings.data_dir.resolve()
     pgdata = data / "pg"
     ensure_development_keyring(settings.ticket_keys_path)
+    if not settings.payload_keys:
+        # Payloads are encrypted in development too, with a key of this machine's own.
+        ensure_development_keys(settings.payload_keys_path)
+    # The Temporal UI asks the API to decrypt what it shows (admins only).
+    ui_codec = ["--ui-codec-endpoint", codec_endpoint(settings)] if settings.payload_codec() else []
     postgres.init_cluster(pgdata)
     pg_command, pg_user = postgres.server_command(pgdata, settings.pg_port)
 
@@ -87,6 +99,7 @@ def parts(settings: Settings) -> list[Part]:
                 "--namespace",
                 settings.temporal_namespace,
                 "--ui-disable-news-fetch",
+                *ui_codec,
                 "--log-level",
                 "warn",
             ],
@@ -143,6 +156,16 @@ def parts(settings: Settings) -> list[Part]:
     ]
 
 
+def payloads_line(settings: Settings) -> str:
+    keys = settings.payload_keyring()
+    if keys is None:
+        return "in clear (no payload keys)"
+    return (
+        f"encrypted (key {keys.current}); the Temporal UI decodes them for admins through "
+        f"{codec_endpoint(settings)}"
+    )
+
+
 def banner(settings: Settings) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
     return "\n".join(
@@ -153,6 +176,7 @@ def banner(settings: Settings) -> str:
             f"  Health        {api}/healthz",
             f"  Admin pages   {api}/admin",
             f"  Temporal UI   {settings.temporal_ui_url}",
+            f"  Payloads      {payloads_line(settings)}",
             f"  Stripe sandbox http://127.0.0.1:{settings.stripe_sandbox_port}",
             f"  Chain RPC     {settings.chain_rpc_url}",
             f"  Postgres      {postgres.url(settings.pg_port, DATABASE, driver='postgresql')}",
@@ -173,7 +197,7 @@ async def run(settings: Settings) -> int:
     try:
         try:
             planned = parts(settings)
-        except (OSError, subprocess.CalledProcessError) as exc:
+        except (OSError, subprocess.CalledProcessError, PayloadKeyError) as exc:
             supervisor.say(f"\n  ✗ set-up failed before starting: {exc}")
             return 1
         for part in planned:

@@ -123,6 +123,28 @@ class Supervisor:
             self._stop(running, timeout)
         self.running.clear()
 
+    def stop_part(
+        self, name: str, sig: signal.Signals | None = None, timeout: float = 15.0
+    ) -> Part:
+        """Stop one part while the others run, and forget it so that ``start`` starts it
+        again (its data kept): with its own stop signal, or ``sig`` first (SIGKILL: a crash).
+        The fault tests (``tests/faults``) take parts away this way; ``watch`` is not
+        running then, or it would report the part as dead and stop everything."""
+        for running in self.running:
+            if running.part.name == name:
+                break
+        else:
+            raise KeyError(f"{name} is not running")
+        if sig is not None and running.process.poll() is None:
+            _signal_group(running.process.pid, sig)
+            try:
+                running.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self._stop(running, timeout)
+        self.running.remove(running)
+        return running.part
+
     def _stop(self, running: _Running, timeout: float) -> None:
         process = running.process
         if process.poll() is None:

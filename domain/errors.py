@@ -77,3 +77,11 @@ class ChainRefused(TollgateError):
 
     type = "api_error"
     code = "chain_refused"
+
+
+class RateLimited(TollgateError):
+    """The caller sent more requests than its limit allows; ``retry_after`` (whole seconds)
+    says when the next one may go."""
+
+    type = "rate_limit_error"
+    code = "rate_limited"

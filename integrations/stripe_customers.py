@@ -5,6 +5,7 @@ Tollgate never sees a card number: the client tokenizes the card with Stripe (``
 Every SDK error comes out as the project's own (``stripe_errors``).
 """
 
+import hashlib
 from dataclasses import dataclass
 
 import stripe
@@ -33,9 +34,17 @@ async def ensure_customer(client: stripe.StripeClient, customer_id: str) -> str:
     with stripe_errors():
         customer = await client.v1.customers.create_async(
             {"metadata": {"tollgate_customer_id": customer_id}},
-            options={"idempotency_key": f"customer-{customer_id}"},
+            options={"idempotency_key": customer_idempotency_key(customer_id)},
         )
     return customer.id
+
+
+def customer_idempotency_key(customer_id: str) -> str:
+    """``customer-{customer_id}``, or of its SHA-256 when the id is not printable ASCII: the
+    key travels in an HTTP header, which cannot carry other characters."""
+    if customer_id.isascii() and customer_id.isprintable():
+        return f"customer-{customer_id}"
+    return f"customer-sha256-{hashlib.sha256(customer_id.encode()).hexdigest()}"
 
 
 async def attach_payment_method(

@@ -1,6 +1,7 @@
 """The Temporal client: data converter, TLS/API key, and search-attribute registration."""
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -11,13 +12,31 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from domain.errors import ProviderError
+
+
+def data_converter(payload_codec: PayloadCodec | None = None) -> DataConverter:
+    """Pydantic payloads; with a codec (payload encryption), every payload goes through it,
+    and failures' messages and stack traces move into their encoded attributes so that they
+    are encrypted too (an error message can quote personal data)."""
+    if payload_codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=payload_codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 async def connect(
@@ -27,6 +46,8 @@ async def connect(
     tls: bool = False,
     api_key: str | None = None,
     runtime: Runtime | None = None,
+    payload_codec: PayloadCodec | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Client:
     try:
         return await Client.connect(
@@ -34,8 +55,10 @@ async def connect(
             namespace=namespace,
             tls=tls,
             api_key=api_key,
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(payload_codec),
             runtime=runtime,
+            # Tracing's (observability.tracing); client interceptors reach the workers too.
+            interceptors=interceptors,
         )
     except (RuntimeError, RPCError) as exc:
         raise ProviderError(f"Temporal at {address} is unreachable: {exc}") from exc
@@ -81,8 +104,19 @@ async def ping(client: Client) -> dict[str, str]:
 class LazyClient:
     """Connects on first use and keeps the client, so a process can start before Temporal."""
 
-    def __init__(self, address: str, namespace: str, *, tls: bool, api_key: str | None) -> None:
+    def __init__(
+        self,
+        address: str,
+        namespace: str,
+        *,
+        tls: bool,
+        api_key: str | None,
+        payload_codec: PayloadCodec | None = None,
+        interceptors: Sequence[Interceptor] = (),
+    ) -> None:
         self.address, self.namespace, self.tls, self.api_key = address, namespace, tls, api_key
+        self.payload_codec = payload_codec
+        self.interceptors = interceptors
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
@@ -91,7 +125,12 @@ class LazyClient:
             if self._client is None:
                 try:
                     self._client = await connect(
-                        self.address, self.namespace, tls=self.tls, api_key=self.api_key
+                        self.address,
+                        self.namespace,
+                        tls=self.tls,
+                        api_key=self.api_key,
+                        payload_codec=self.payload_codec,
+                        interceptors=self.interceptors,
                     )
                 except RuntimeError as exc:
                     raise ProviderError(f"Temporal at {self.address} is unavailable") from exc

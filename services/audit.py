@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import Actor
 from models.audit import AuditEvent
+from observability.logs import request_id_var
 
 
 async def record(
@@ -33,11 +34,23 @@ async def record(
         before=before,
         after=after,
         metadata_=metadata or {},
-        request_id=request_id,
+        request_id=request_id or current_request_id(),
     )
     session.add(event)
     await session.flush()
     return event
+
+
+def current_request_id() -> uuid.UUID | None:
+    """The id of the API request being served, when it is a UUID (the column's type): the
+    audit event and the request's log lines then share it."""
+    value = request_id_var.get()
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
 
 
 async def list_events(

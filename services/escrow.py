@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actors import Actor
 from domain.errors import Conflict, NotFound, ValidationError
-from domain.escrow import HoldReason, HoldStatus, check_holding
+from domain.escrow import HOLDING, HoldReason, HoldStatus, check_holding
 from domain.ledger import AccountType, transfer
 from domain.money import Money
 from models.escrow import EscrowHold, EscrowMovement
@@ -344,8 +344,10 @@ async def list_holds(
     payee_id: str | None = None,
     payer_id: str | None = None,
     due_before: datetime | None = None,
+    holding_only: bool = False,
 ) -> Sequence[EscrowHold]:
-    """Newest first, ``limit + 1`` rows so callers can tell ``has_more``."""
+    """Newest first, ``limit + 1`` rows so callers can tell ``has_more``. ``holding_only``:
+    only holds still holding money (active or partly released)."""
     after = await get(session, starting_after) if starting_after is not None else None
     query = newest_first(select(EscrowHold), EscrowHold, after)
     if hold_id is not None:
@@ -358,6 +360,8 @@ async def list_holds(
         query = query.where(EscrowHold.payer_id == payer_id)
     if due_before is not None:
         query = query.where(EscrowHold.release_at < due_before)
+    if holding_only:
+        query = query.where(EscrowHold.status.in_([status.value for status in HOLDING]))
     return list(await session.scalars(query.limit(limit + 1)))
 
 

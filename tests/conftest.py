@@ -41,6 +41,7 @@ pytest_plugins = [
     "tests.fixtures.chain",
     "tests.fixtures.rpc_proxy",
     "tests.fixtures.tickets",
+    "tests.fixtures.stack",
 ]
 
 TEMPLATE = "tollgate_template"
@@ -94,6 +95,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     keys = tmp_path / "ticket-keys.json"
     ensure_development_keyring(keys, key_id="test-1")
     return Settings(
+        # Hermetic: nothing from a developer's .data (e.g. the payload keys `make run` made).
+        data_dir=tmp_path,
         database_url=database_url,
         ticket_keys_file=keys,
         task_queue=f"tollgate-test-{uuid.uuid4()}",

@@ -1,7 +1,8 @@
 """Escrow holds: list, read, create, statistics and export. The changes after creation
 (release, refund, cancel, extend, dispute, resolve, approve) are made by the hold's workflow:
 the API checks them against the service's rules first, so a refused one is a 4xx and nothing
-is sent, then signals the workflow and answers 202 with the hold as it is now."""
+is sent, then signals the workflow and answers 202 with the hold as it is now. Release,
+extend and cancel are ``api.actions.escrow``, which the admin console calls too."""
 
 import uuid
 from collections.abc import Sequence
@@ -13,32 +14,18 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.actions import escrow as actions
+from api.actions.escrow import hold_workflow, workflow_id
 from api.csv_export import csv_export
 from api.deps import Admin, PlatformAdmin, Session, get_settings
 from api.fields import Amount, Currency, Party, PlacementId, money
 from api.pagination import Page, PageQuery, paginate, uuid_cursor
-from api.workflow_calls import (
-    BULK_MAX,
-    BulkId,
-    BulkOut,
-    WorkflowStart,
-    run_bulk,
-    signal,
-    start_after_commit,
-)
-from domain.actors import Actor
-from domain.escrow import HoldReason, HoldStatus, check_holding
+from api.workflow_calls import BULK_MAX, BulkId, BulkOut, signal, start_after_commit
+from domain.escrow import HoldReason, HoldStatus
 from models.escrow import EscrowHold
 from services import escrow
 from settings import Settings
-from workflows.types import (
-    ApproveHold,
-    DisputeHold,
-    EscrowHoldInput,
-    ExtendHold,
-    HoldSignal,
-    ReleasePartial,
-)
+from workflows.types import ApproveHold, DisputeHold, HoldSignal
 
 router = APIRouter(prefix="/escrow-holds", tags=["escrow"])
 
@@ -82,10 +69,6 @@ class HoldOut(BaseModel):
     workflow_id: str
 
 
-def workflow_id(hold_id: uuid.UUID) -> str:
-    return f"escrow-hold-{hold_id}"
-
-
 def hold_out(hold: EscrowHold) -> HoldOut:
     return HoldOut(
         id=hold.id,
@@ -109,15 +92,6 @@ def hold_out(hold: EscrowHold) -> HoldOut:
         created_at=hold.created_at,
         updated_at=hold.updated_at,
         workflow_id=workflow_id(hold.id),
-    )
-
-
-def hold_workflow(hold: EscrowHold, settings: Settings) -> WorkflowStart:
-    return WorkflowStart(
-        workflow="EscrowHold",
-        id=workflow_id(hold.id),
-        arg=EscrowHoldInput(hold_id=hold.id, release_at=hold.release_at),
-        task_queue=settings.task_queue,
     )
 
 
@@ -255,25 +229,6 @@ async def get_hold(hold_id: uuid.UUID, session: Session, _: Admin) -> HoldOut:
     return hold_out(await escrow.get(session, hold_id))
 
 
-async def _holding(session: AsyncSession, hold_id: uuid.UUID) -> EscrowHold:
-    """The hold, if money is still held (only then does its workflow take signals)."""
-    hold = await escrow.get(session, hold_id)
-    check_holding(HoldStatus(hold.status))
-    return hold
-
-
-async def _release(
-    request: Request, hold: EscrowHold, amount: int | None, actor: Actor, settings: Settings
-) -> None:
-    # The service's rules, checked before the workflow is asked.
-    escrow.check_release(hold, amount)
-    start = hold_workflow(hold, settings)
-    if amount is None:
-        await signal(request, start, "release_now", HoldSignal(by=actor.id))
-    else:
-        await signal(request, start, "release_partial", ReleasePartial(amount=amount, by=actor.id))
-
-
 class ReleaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -290,8 +245,10 @@ async def release_hold(
     body: ReleaseIn | None = None,
 ) -> HoldOut:
     """Release all that is held, or ``amount`` of it, to the payee now."""
-    hold = await escrow.get(session, hold_id)
-    await _release(request, hold, body.amount if body else None, actor, settings)
+    amount = body.amount if body else None
+    hold = await actions.release(
+        request, session, hold_id, amount=amount, actor=actor, settings=settings
+    )
     return hold_out(hold)
 
 
@@ -308,11 +265,7 @@ async def bulk_release(
     settings: AppSettings,
 ) -> BulkOut:
     """Release each hold in full; every id gets its own result."""
-
-    async def one(hold_id: uuid.UUID) -> None:
-        await _release(request, await escrow.get(session, hold_id), None, actor, settings)
-
-    return await run_bulk(body.ids, one)
+    return await actions.bulk_release(request, session, body.ids, actor=actor, settings=settings)
 
 
 class ExtendIn(BaseModel):
@@ -332,10 +285,9 @@ async def extend_hold(
     settings: AppSettings,
 ) -> HoldOut:
     """Only ``release_at`` changes, and only later (an earlier release is ``release``)."""
-    hold = await escrow.get(session, hold_id)
-    escrow.check_extend(hold, body.release_at)
-    extend = ExtendHold(release_at=body.release_at, by=actor.id)
-    await signal(request, hold_workflow(hold, settings), "extend", extend)
+    hold = await actions.extend(
+        request, session, hold_id, release_at=body.release_at, actor=actor, settings=settings
+    )
     return hold_out(hold)
 
 
@@ -348,8 +300,7 @@ async def cancel_hold(
     settings: AppSettings,
 ) -> HoldOut:
     """Cancel the hold: what is still held goes back to the payer."""
-    hold = await _holding(session, hold_id)
-    await signal(request, hold_workflow(hold, settings), "cancel", HoldSignal(by=actor.id))
+    hold = await actions.cancel(request, session, hold_id, actor=actor, settings=settings)
     return hold_out(hold)
 
 
@@ -362,7 +313,7 @@ async def refund_hold(
     settings: AppSettings,
 ) -> HoldOut:
     """Return what is still held to the payer."""
-    hold = await _holding(session, hold_id)
+    hold = await actions.holding(session, hold_id)
     await signal(request, hold_workflow(hold, settings), "refund_to_payer", HoldSignal(by=actor.id))
     return hold_out(hold)
 
@@ -381,7 +332,7 @@ async def dispute_hold(
     settings: AppSettings,
 ) -> HoldOut:
     """Stop the release until ``resolve``."""
-    hold = await _holding(session, hold_id)
+    hold = await actions.holding(session, hold_id)
     dispute = DisputeHold(reason=body.reason.strip(), by=actor.id)
     await signal(request, hold_workflow(hold, settings), "dispute", dispute)
     return hold_out(hold)
@@ -397,7 +348,7 @@ async def resolve_hold(
     settings: AppSettings,
 ) -> HoldOut:
     """Lift the dispute; a hold that is not disputed is answered 200 as it is."""
-    hold = await _holding(session, hold_id)
+    hold = await actions.holding(session, hold_id)
     if hold.dispute_reason is None:
         response.status_code = 200
     else:
@@ -416,7 +367,7 @@ async def approve_hold(
 ) -> HoldOut:
     """Approve the release as the caller; approvals count distinct approvers, so approving
     twice is answered 200 as it is."""
-    hold = await _holding(session, hold_id)
+    hold = await actions.holding(session, hold_id)
     if actor.id in hold.approvals:
         response.status_code = 200
     else:

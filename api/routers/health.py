@@ -33,7 +33,10 @@ async def component_health(request: Request) -> dict[str, dict[str, Any]]:
     return dict(zip(checks, results, strict=True))
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    responses={503: {"description": "Degraded: the same body, a component is not ok"}},
+)
 async def healthz(request: Request) -> JSONResponse:
     components = await component_health(request)
     healthy = all(result["ok"] for result in components.values())

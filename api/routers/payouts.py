@@ -1,7 +1,8 @@
 """Payout schedules: list, read, create, reschedule, statistics and export. Triggering and
 cancelling are done by the schedule's workflow: the API checks the move against the
 service's rules first (a refused one is a 4xx and nothing is sent), then signals it and
-answers 202 with the schedule as it is now."""
+answers 202 with the schedule as it is now. Those checks and signals are
+``api.actions.payouts``, which the admin console calls too."""
 
 import uuid
 from collections.abc import Sequence
@@ -13,26 +14,19 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.actions import payouts as actions
+from api.actions.payouts import schedule_workflow, workflow_id
 from api.csv_export import csv_export
 from api.deps import Admin, PlatformAdmin, Session, get_settings
 from api.fields import Amount, Currency, Party, PlacementId, money
 from api.pagination import Page, PageQuery, paginate, uuid_cursor
-from api.workflow_calls import (
-    BULK_MAX,
-    BulkId,
-    BulkOut,
-    WorkflowStart,
-    run_bulk,
-    signal,
-    start_after_commit,
-)
-from domain.actors import Actor
-from domain.errors import NotFound, ValidationError
-from domain.escrow import PayoutStatus, TriggerEvent, check_payout_move
+from api.workflow_calls import BULK_MAX, BulkId, BulkOut, signal, start_after_commit
+from domain.errors import NotFound
+from domain.escrow import PayoutStatus, TriggerEvent
 from models.escrow import PayoutSchedule
 from services import escrow, payouts
 from settings import Settings
-from workflows.types import CancelPayout, PayoutScheduleInput, ReschedulePayout, TriggerPayout
+from workflows.types import ReschedulePayout
 
 router = APIRouter(prefix="/payout-schedules", tags=["payouts"])
 
@@ -83,10 +77,6 @@ class ScheduleOut(BaseModel):
     workflow_id: str
 
 
-def workflow_id(schedule_id: uuid.UUID) -> str:
-    return f"payout-schedule-{schedule_id}"
-
-
 def schedule_out(schedule: PayoutSchedule) -> ScheduleOut:
     return ScheduleOut(
         id=schedule.id,
@@ -111,22 +101,6 @@ def schedule_out(schedule: PayoutSchedule) -> ScheduleOut:
         created_at=schedule.created_at,
         updated_at=schedule.updated_at,
         workflow_id=workflow_id(schedule.id),
-    )
-
-
-def schedule_workflow(schedule: PayoutSchedule, settings: Settings) -> WorkflowStart:
-    return WorkflowStart(
-        workflow="PayoutSchedule",
-        id=workflow_id(schedule.id),
-        arg=PayoutScheduleInput(
-            schedule_id=schedule.id,
-            scheduled_for=schedule.scheduled_for,
-            trigger_event=schedule.trigger_event,
-            max_attempts=schedule.max_attempts,
-            backoff_seconds=schedule.backoff_seconds,
-            stripe_task_queue=settings.stripe_task_queue,
-        ),
-        task_queue=settings.task_queue,
     )
 
 
@@ -316,35 +290,12 @@ async def cancel_schedule(
 ) -> ScheduleOut:
     """Cancel a pending or failed schedule; 409 while processing or once completed. One
     already cancelled is answered 200 as it is."""
-    schedule = await payouts.get(session, schedule_id)
-    status = PayoutStatus(schedule.status)
-    if status is PayoutStatus.CANCELLED:
+    schedule, sent = await actions.cancel(
+        request, session, schedule_id, reason=reason, actor=actor, settings=settings
+    )
+    if not sent:
         response.status_code = 200
-        return schedule_out(schedule)
-    check_payout_move(status, PayoutStatus.CANCELLED)
-    cancel = CancelPayout(reason=reason, by=actor.id)
-    await signal(request, schedule_workflow(schedule, settings), "cancel", cancel)
     return schedule_out(schedule)
-
-
-async def _trigger(
-    request: Request,
-    schedule: PayoutSchedule,
-    event: TriggerEvent,
-    actor: Actor,
-    settings: Settings,
-) -> None:
-    """Refuse what the workflow would not act on: another schedule's event, or a schedule
-    that is not pending or failed."""
-    if event is not TriggerEvent.MANUAL and event.value != schedule.trigger_event:
-        raise ValidationError(
-            f"this schedule pays on {schedule.trigger_event} (or manual), not {event.value}",
-            code="trigger_event_mismatch",
-            param="event",
-        )
-    check_payout_move(PayoutStatus(schedule.status), PayoutStatus.PROCESSING)
-    trigger = TriggerPayout(event=event.value, by=actor.id)
-    await signal(request, schedule_workflow(schedule, settings), "trigger", trigger)
 
 
 class TriggerIn(BaseModel):
@@ -361,8 +312,10 @@ async def trigger_schedule(
     body: TriggerIn | None = None,
 ) -> ScheduleOut:
     """Pay now: ``manual`` always, otherwise the schedule's own trigger event."""
-    schedule = await payouts.get(session, schedule_id)
-    await _trigger(request, schedule, (body or TriggerIn()).event, actor, settings)
+    event = (body or TriggerIn()).event
+    schedule = await actions.trigger(
+        request, session, schedule_id, event=event, actor=actor, settings=settings
+    )
     return schedule_out(schedule)
 
 
@@ -376,9 +329,6 @@ async def bulk_trigger(
     body: BulkTriggerIn, request: Request, session: Session, actor: Admin, settings: AppSettings
 ) -> BulkOut:
     """Trigger each schedule; every id gets its own result."""
-
-    async def one(schedule_id: uuid.UUID) -> None:
-        schedule = await payouts.get(session, schedule_id)
-        await _trigger(request, schedule, body.event, actor, settings)
-
-    return await run_bulk(body.ids, one)
+    return await actions.bulk_trigger(
+        request, session, body.ids, event=body.event, actor=actor, settings=settings
+    )

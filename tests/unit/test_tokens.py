@@ -34,9 +34,8 @@ def test_expired_forged_and_foreign_tokens_are_refused() -> None:
     )
     with pytest.raises(AuthenticationError):
         verify(other_issuer, secret=SECRET, issuer="t")
-    unsigned = jwt.encode(
-        {"sub": "u", "role": "platform_admin", "iss": "t"}, None, algorithm="none"
-    )
+    # alg "none" takes no key ("" is PyJWT's typed spelling of None).
+    unsigned = jwt.encode({"sub": "u", "role": "platform_admin", "iss": "t"}, "", algorithm="none")
     with pytest.raises(AuthenticationError):
         verify(unsigned, secret=SECRET, issuer="t")
 
