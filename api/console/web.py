@@ -19,10 +19,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DataError
 
 from api.console.nav import NAV
-from api.errors import status_of
-from domain.errors import PermissionDenied, TollgateError, ValidationError
+from api.errors import database_unavailable, status_of
+from domain.errors import PermissionDenied, ProviderError, TollgateError, ValidationError
 from domain.money import CURRENCY_EXPONENTS
 from settings import Settings
 
@@ -57,6 +58,7 @@ WORKFLOW_IDS: dict[str, Callable[[str], str]] = {
     "subscription": lambda id_: f"subscription-{id_}",
     "transfer_batch": lambda id_: f"transfer-batch-{id_}",
     "market": lambda id_: f"market-resolution-{id_}",
+    "webhook_delivery": lambda id_: f"webhook-delivery-{id_}",
 }
 
 
@@ -64,6 +66,12 @@ WORKFLOW_IDS: dict[str, Callable[[str], str]] = {
 ENTITY_PAGES: dict[str, Callable[[str], str]] = {
     "payout_schedule": lambda id_: f"{PREFIX}/payouts?id={quote(id_, safe='')}",
     "escrow_hold": lambda id_: f"{PREFIX}/escrow?id={quote(id_, safe='')}",
+    "ticket": lambda id_: f"{PREFIX}/tickets/{quote(id_, safe='')}",
+    "transfer_batch": lambda id_: f"{PREFIX}/transfers/{quote(id_, safe='')}",
+    "subscription": lambda id_: f"{PREFIX}/subscriptions?id={quote(id_, safe='')}",
+    "reconciliation": lambda id_: f"{PREFIX}/reconciliation?run_id={quote(id_, safe='')}",
+    "reconciliation_discrepancy": lambda id_: f"{PREFIX}/reconciliation?id={quote(id_, safe='')}",
+    "webhook_delivery": lambda id_: f"{PREFIX}/webhooks/{quote(id_, safe='')}",
 }
 
 
@@ -353,7 +361,22 @@ class ConsoleRoute(APIRoute):
                 where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
                 message = f"{where or 'request'}: {first.get('msg', 'invalid')}"
                 return error_response(request, ValidationError(message, code="parameter_invalid"))
-            except Exception:
+            except DataError as exc:
+                # As the API answers it: a value PostgreSQL refuses (a NUL in a filter).
+                reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid"
+                return error_response(
+                    request,
+                    ValidationError(f"a value cannot be used: {reason}", code="parameter_invalid"),
+                )
+            except Exception as exc:
+                if database_unavailable(exc):
+                    return error_response(
+                        request,
+                        ProviderError(
+                            "The database cannot serve the request right now; retry shortly.",
+                            code="database_unavailable",
+                        ),
+                    )
                 log.exception("admin console: %s %s failed", request.method, request.url.path)
                 return error_response(
                     request,

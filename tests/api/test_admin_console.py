@@ -465,3 +465,14 @@ async def test_console_actions_send_the_apis_signals(
     assert await signals_of(client, f"escrow-hold-{hold['id']}") == [
         ("release_now", {"by": "ops_1"})
     ]
+
+
+async def test_a_filter_the_database_refuses_is_a_400_saying_why(
+    api: AsyncClient, settings: Settings
+) -> None:
+    await signed_in(api, settings)
+    for page in ("/admin/payouts", "/admin/escrow"):
+        refused = await api.get(page, params={"payee_id": "a\x00b"})
+        assert refused.status_code == 400, (page, refused.status_code)
+        assert "cannot be used" in refused.text
+        assert "Something went wrong" not in refused.text
