@@ -15,5 +15,10 @@ NAV: list[NavItem] = [
     NavItem("overview", "Overview", "/admin"),
     NavItem("payouts", "Payout schedules", "/admin/payouts"),
     NavItem("escrow", "Escrow holds", "/admin/escrow"),
+    NavItem("transfers", "Transfers", "/admin/transfers"),
+    NavItem("subscriptions", "Subscriptions", "/admin/subscriptions"),
+    NavItem("tickets", "Tickets", "/admin/tickets"),
+    NavItem("reconciliation", "Reconciliation", "/admin/reconciliation"),
+    NavItem("webhooks", "Webhooks", "/admin/webhooks"),
     NavItem("audit", "Audit log", "/admin/audit"),
 ]

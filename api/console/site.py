@@ -5,11 +5,31 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.console import auth
-from api.console.pages import audit, escrow, overview, payouts
+from api.console.pages import (
+    audit,
+    escrow,
+    overview,
+    payouts,
+    reconciliation,
+    subscriptions,
+    tickets,
+    transfers,
+    webhooks,
+)
 from api.console.web import PREFIX, STATIC_DIR, VENDOR_DIR
 
 # Every page module; add a new one here and its entry to ``nav.NAV``.
-PAGES = [overview, payouts, escrow, audit]
+PAGES = [
+    overview,
+    payouts,
+    escrow,
+    transfers,
+    subscriptions,
+    tickets,
+    reconciliation,
+    webhooks,
+    audit,
+]
 
 
 def install(app: FastAPI) -> None:
