@@ -124,7 +124,7 @@ async def _unstorable_value(_: Request, exc: Exception) -> JSONResponse:
 # PostgreSQL gone (restarting, unreachable), the pool exhausted, or a transaction it aborted
 # (a serialization failure, a lock or statement timeout): nothing the client did, and a retry
 # may succeed, so a 503 in the envelope, never a 500 with the driver's words.
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,
     PoolTimeout,

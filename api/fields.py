@@ -8,7 +8,8 @@ from domain.errors import ValidationError
 from domain.ledger import MAX_POSTING_AMOUNT
 from domain.money import Money
 
-Amount = Annotated[int, Field(ge=1, le=MAX_POSTING_AMOUNT, description="Minor units")]
+# Strict: an amount is a JSON integer; not a boolean (true would be 1), a string or a float.
+Amount = Annotated[int, Field(strict=True, ge=1, le=MAX_POSTING_AMOUNT, description="Minor units")]
 Currency = Annotated[str, Field(min_length=3, max_length=8, description="ISO 4217")]
 Party = Annotated[str, Field(min_length=1, max_length=200)]
 PlacementId = Annotated[str, Field(min_length=1, max_length=100)]

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from benchmarks.figures import Figure, emit
 from devstack.ephemeral import ephemeral_stack
 from domain.actors import Actor, Role
 from domain.escrow import HoldReason
@@ -194,25 +195,30 @@ async def figures(sessions: async_sessionmaker[AsyncSession], prefix: str) -> No
         (movement.created_at - release_at[movement.hold_id]).total_seconds()
         for movement in movements
     )
-    print(
+    emit(
         f"escrow: {released:,} of {len(rows):,} holds due at one instant released"
-        f" ({len(rows) - released:,} not), {late_created} created after the instant"
+        f" ({len(rows) - released:,} not), {late_created} created after the instant",
+        Figure("holds due at one instant not released", len(rows) - released, "holds", goal=0),
     )
-    print(
+    emit(
         f"escrow: holds released twice: {twice} (escrow movements),"
-        f" {ledger_twice} (ledger transactions) (goal 0)"
+        f" {ledger_twice} (ledger transactions) (goal 0)",
+        Figure("holds released twice", max(twice, ledger_twice), "holds", goal=0),
     )
     if movements:
         first = min(m.created_at for m in movements)
         span = (max(m.created_at for m in movements) - first).total_seconds()
-        print(
+        emit(
             f"escrow: release lateness p50 {statistics.median(lateness):.1f} s,"
             f" p99 {percentile(lateness, 0.99):.1f} s, max {lateness[-1]:.1f} s"
-            f" (goal p99 <= {GOAL_P99_SECONDS:.0f} s; a daily sweep can be up to 24 h late)"
+            f" (goal p99 <= {GOAL_P99_SECONDS:.0f} s; a daily sweep can be up to 24 h late)",
+            Figure("release lateness p50", statistics.median(lateness), "s"),
+            Figure("release lateness p99", percentile(lateness, 0.99), "s", goal=GOAL_P99_SECONDS),
         )
-        print(
+        emit(
             f"escrow: releases ran at {len(movements) / max(span, 0.001):,.0f} per second"
-            f" over {span:.1f} s on the stack's one worker"
+            f" over {span:.1f} s on the stack's one worker",
+            Figure("releases", len(movements) / max(span, 0.001), "/s", better="higher"),
         )
 
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 from httpx import ASGITransport, AsyncClient
 
 from api.app import create_app
+from benchmarks.figures import Figure, emit
 from devstack import postgres
 from devstack.net import free_port
 from domain.actors import SYSTEM, Role
@@ -34,6 +35,10 @@ def _ms(samples: list[float]) -> str:
     ordered = sorted(samples)
     p95 = ordered[int(len(ordered) * 0.95) - 1]
     return f"median {statistics.median(ordered) * 1000:.2f} ms, p95 {p95 * 1000:.2f} ms"
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
 
 
 async def _timed(call: Callable[[], Awaitable[object]], times: int) -> list[float]:
@@ -63,14 +68,22 @@ async def posting_figures(url: str) -> None:
     started = time.perf_counter()
     samples = await _timed(post_one, POSTINGS)
     elapsed = time.perf_counter() - started
-    print(f"ledger: {POSTINGS} postings, {POSTINGS / elapsed:,.0f} per second ({_ms(samples)})")
+    emit(
+        f"ledger: {POSTINGS} postings, {POSTINGS / elapsed:,.0f} per second ({_ms(samples)})",
+        Figure("postings", POSTINGS / elapsed, "/s", better="higher"),
+        Figure("posting, median", _median_ms(samples), "ms"),
+    )
 
     async def balance() -> None:
         async with sessions() as session:
             await ledger.balances(session, "vendor")
 
-    print(
-        f"ledger: balance of an account with {POSTINGS} postings: {_ms(await _timed(balance, 200))}"
+    balances = await _timed(balance, 200)
+    emit(
+        f"ledger: balance of an account with {POSTINGS} postings: {_ms(balances)}",
+        Figure(
+            f"balance of an account with {POSTINGS} postings, median", _median_ms(balances), "ms"
+        ),
     )
     await engine.dispose()
 
@@ -110,8 +123,15 @@ async def idempotency_figures(url: str) -> None:
                 plain += await _timed(create(False), 50)
                 keyed += await _timed(create(True), 50)
             ratio = statistics.median(keyed) / statistics.median(plain)
-            print(f"api: POST without Idempotency-Key: {_ms(plain)}")
-            print(f"api: POST with Idempotency-Key:    {_ms(keyed)} (ratio {ratio:.2f}x)")
+            emit(
+                f"api: POST without Idempotency-Key: {_ms(plain)}",
+                Figure("POST without Idempotency-Key, median", _median_ms(plain), "ms"),
+            )
+            emit(
+                f"api: POST with Idempotency-Key:    {_ms(keyed)} (ratio {ratio:.2f}x)",
+                Figure("POST with Idempotency-Key, median", _median_ms(keyed), "ms"),
+                Figure("POST with/without Idempotency-Key", ratio, "x"),
+            )
 
             replay_headers = {**headers, "Idempotency-Key": "bench-replay"}
             body = {"code": "acct-replay", "name": "bench", "type": "asset"}
@@ -123,7 +143,11 @@ async def idempotency_figures(url: str) -> None:
                 )
                 assert response.headers["idempotent-replayed"] == "true"
 
-            print(f"api: replay of a stored response: {_ms(await _timed(replay, 200))}")
+            replays = await _timed(replay, 200)
+            emit(
+                f"api: replay of a stored response: {_ms(replays)}",
+                Figure("replay of a stored response, median", _median_ms(replays), "ms"),
+            )
 
 
 async def main() -> None:

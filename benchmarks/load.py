@@ -9,18 +9,20 @@ at once, each sending its next request as soon as the last one answered:
 - 20% payments (``POST /api/v1/payments``) of the client's customer with a Visa test card,
   captured by their workflows as soon as authorized (``capture_delay_seconds`` 0);
 - 15% escrow holds (``POST /api/v1/escrow-holds``) due ``HOLD_RELEASE_SECONDS`` (10) later,
-  so the holds made early in the run are released by their workflows during it;
+  so the holds made early in the run can be released by their workflows during it;
 - 5% transfer batches (``POST /api/v1/transfers/batch``) of ``BATCH_ITEMS`` (5) Stripe
   transfers.
 
 Printed: requests and throughput overall and per endpoint, errors (non-2xx by status, and
 transport errors by type) and p50/p95/p99 latency per endpoint (of the 2xx answers, measured by
-the client: the request sent -> the whole answer read); the resident memory (RSS) of the API
-and of the worker processes at the start of the timed run, at its end and at its peak
-(sampled every second); the workflows running at both ends; and how far the workflows got with
-what the run created. Memory that keeps growing over longer runs is a leak; some growth in a
-short run is caches filling, above all the worker's workflow cache
-(``TOLLGATE_WORKER_MAX_CACHED_WORKFLOWS``), which holds every running workflow it has seen.
+the client: the request sent -> the whole answer read); the CPU each part of the stack and
+this process used during the run; what the run created still in flight when it stopped, and
+how long after it all of it settled (``TOLLGATE_BENCH_LOAD_DRAIN_SECONDS``, 600, at most); the
+resident memory (RSS) of the API and of the worker processes at the start of the timed run, at
+its end, at its peak (sampled every second) and after the wait for the backlog. Memory that
+keeps growing over longer runs is a leak; some growth in a short run is caches filling, above
+all the worker's workflow cache (``TOLLGATE_WORKER_MAX_CACHED_WORKFLOWS``), which holds every
+running workflow it has seen.
 
 Before the timed run each client adds its customer's card, ``PREISSUED_PER_CLIENT`` (32)
 tickets are issued to its driver, and each client makes one request of every kind (the
@@ -82,7 +84,7 @@ LIFTED_LIMIT = 1_000_000
 REQUEST_TIMEOUT = 30.0
 SAMPLE_SECONDS = 1.0
 # After the load: how long to wait for what it made to settle, and for anything to move.
-DRAIN_SECONDS = float(os.environ.get("TOLLGATE_BENCH_LOAD_DRAIN_SECONDS", "300"))
+DRAIN_SECONDS = float(os.environ.get("TOLLGATE_BENCH_LOAD_DRAIN_SECONDS", "600"))
 STALL_SECONDS = 60.0
 MIB = 1024 * 1024
 
@@ -313,17 +315,26 @@ class Client:
 # Memory
 
 
+def part_name(command: list[str]) -> str | None:
+    """Which part of the stack a child of ``tollgate dev`` is, from its command line."""
+    if command[-3:] in (["-m", "cli", "api"], ["-m", "cli", "worker"]):
+        return command[-1]
+    if "devstack.stripe_sandbox" in command:
+        return "stripe sandbox"
+    program = Path(command[0]).name if command else ""
+    return {"postgres": "postgres", "temporal": "temporal", "anvil": "anvil"}.get(program)
+
+
 def stack_processes(stack: RunningStack) -> dict[str, psutil.Process]:
-    """The API and worker processes the stack's supervisor started (``python -m cli api``)."""
+    """The parts the stack's supervisor started (``python -m cli api``, ``postgres``, ...)."""
     found: dict[str, psutil.Process] = {}
     for child in psutil.Process(stack.process.pid).children():
         try:
-            command = child.cmdline()
+            name = part_name(child.cmdline())
         except psutil.Error:
             continue
-        for part in ("api", "worker"):
-            if command[-3:] == ["-m", "cli", part]:
-                found[part] = child
+        if name is not None:
+            found[name] = child
     return found
 
 
@@ -341,14 +352,53 @@ def rss(process: psutil.Process) -> float:
         return math.nan
 
 
+def cpu_seconds(process: psutil.Process, *, tree: bool = True) -> float:
+    """CPU time (user and system) the process has used so far, with ``tree`` its children's
+    too, those that ended included (PostgreSQL's backends); NaN once it is gone."""
+    try:
+        times = process.cpu_times()
+        total = times.user + times.system
+        if not tree:
+            return float(total)
+        total += times.children_user + times.children_system
+        for child in process.children(recursive=True):
+            try:
+                times = child.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return float(total)
+    except psutil.Error:
+        return math.nan
+
+
+MEASURED = ("api", "worker")  # whose memory is sampled
+
+
 @dataclass
 class Memory:
+    """RSS samples of the API and the worker, and the CPU time every part and this process
+    used."""
+
     processes: dict[str, psutil.Process]
     samples: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
 
     def sample(self) -> None:
+        for name in MEASURED:
+            if name in self.processes:
+                self.samples.setdefault(name, []).append(rss(self.processes[name]))
+
+    def mark_cpu(self) -> None:
         for name, process in self.processes.items():
-            self.samples.setdefault(name, []).append(rss(process))
+            self.cpu.setdefault(name, []).append(cpu_seconds(process))
+        # This process alone: the stack is its child.
+        self.cpu.setdefault("load generator", []).append(cpu_seconds(psutil.Process(), tree=False))
+
+    def cores(self, name: str, seconds: float) -> float:
+        """Cores the process used on average between the first two marks."""
+        marks = self.cpu.get(name, [])
+        return (marks[1] - marks[0]) / seconds if len(marks) >= 2 else math.nan
 
     async def every(self, seconds: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -378,7 +428,9 @@ def lifted_rate_limits() -> dict[str, str]:
         if info.annotation is bool:
             lifted[variable] = "false"
         elif _numeric(info.annotation):
-            lifted[variable] = str(LIFTED_LIMIT)
+            ceilings = [getattr(bound, "le", None) for bound in info.metadata]
+            ceiling = min((c for c in ceilings if c is not None), default=LIFTED_LIMIT)
+            lifted[variable] = str(min(LIFTED_LIMIT, ceiling))
     return lifted
 
 
@@ -550,9 +602,11 @@ async def load(
         stop = asyncio.Event()
         sampler = asyncio.create_task(memory.every(SAMPLE_SECONDS, stop))
         run.counting = True
+        memory.mark_cpu()
         started = time.monotonic()
         await asyncio.gather(*(client.work(started + SECONDS) for client in clients))
         elapsed = time.monotonic() - started
+        memory.mark_cpu()
         run.counting = False
         stop.set()
         await sampler
@@ -591,6 +645,15 @@ async def load(
         f" wrong answers: {outcomes['wrong']} (goal 0)",
         Figure("scans answered wrongly", outcomes["wrong"], "scans", goal=0),
     )
+    used = ", ".join(
+        f"{name} {memory.cores(name, elapsed) * 100:.0f}%"
+        for name in (*sorted(memory.processes), "load generator")
+    )
+    print(
+        f"load: CPU used during the load, in % of one core: {used}"
+        f" ({psutil.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, shared with"
+        f" whatever else runs on the machine)"
+    )
     in_flight = await backlog.counts()
     print(
         f"load: when the load stopped, in flight: {shown(in_flight)}; running workflows"
@@ -608,7 +671,7 @@ async def load(
         Figure("backlog settled after the load", drained if settled else math.nan, "s"),
     )
     memory.sample()  # after the backlog
-    for part in ("api", "worker"):
+    for part in MEASURED:
         samples = memory.samples.get(part, [])
         if not samples:
             print(f"load: {part} process not found: no memory figures")

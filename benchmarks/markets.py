@@ -17,6 +17,7 @@ import uuid
 
 from sqlalchemy import func, select, text
 
+from benchmarks.figures import Figure, emit
 from devstack import postgres
 from devstack.net import free_port
 from domain.actors import SYSTEM
@@ -122,11 +123,13 @@ async def resolve(url: str, market_id: uuid.UUID, winner: uuid.UUID) -> None:
     await engine.dispose()
     assert settled == COMMITMENTS and pool_left == 0, (settled, pool_left)
     assert resolution.paid_out + resolution.house_fee + resolution.creator_fee == resolution.pool
-    print(
+    emit(
         f"markets: resolved a market of {COMMITMENTS:,} commitments ({USERS:,} users, "
         f"{resolution.winning_commitments:,} winning, pool {resolution.pool:,} tokens, "
         f"{payouts:,} payout rows) in {elapsed:.2f} s "
-        f"({COMMITMENTS / elapsed:,.0f} commitments per second)"
+        f"({COMMITMENTS / elapsed:,.0f} commitments per second)",
+        Figure(f"resolution of {COMMITMENTS:,} commitments", elapsed, "s"),
+        Figure("resolution, commitments", COMMITMENTS / elapsed, "/s", better="higher"),
     )
 
 

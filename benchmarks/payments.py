@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from benchmarks.figures import Figure, emit
 from devstack.ephemeral import ephemeral_stack
 from domain.actors import Role
 from domain.payments import PaymentStatus
@@ -82,12 +83,23 @@ def percentile(ordered: Sequence[float], share: float) -> float:
     return ordered[max(0, math.ceil(len(ordered) * share) - 1)]
 
 
-def spread(values: Sequence[float]) -> str:
+def p50_p99_ms(values: Sequence[float]) -> tuple[float, float]:
     ordered = sorted(values)
     if not ordered:
+        return math.nan, math.nan
+    return statistics.median(ordered) * 1000, percentile(ordered, 0.99) * 1000
+
+
+def spread(values: Sequence[float]) -> str:
+    if not values:
         return "n/a"
-    p50, p99 = statistics.median(ordered) * 1000, percentile(ordered, 0.99) * 1000
+    p50, p99 = p50_p99_ms(values)
     return f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms"
+
+
+def latency_figures(name: str, values: Sequence[float]) -> tuple[Figure, Figure]:
+    p50, p99 = p50_p99_ms(values)
+    return Figure(f"{name} p50", p50, "ms"), Figure(f"{name} p99", p99, "ms")
 
 
 def shown(counts: Counter[PaymentStatus]) -> str:
@@ -258,10 +270,10 @@ async def measure(settings: Settings) -> None:
             first_post = datetime.now(UTC)
             await lanes(PAYMENTS, create, CONCURRENCY)
             posted = (datetime.now(UTC) - first_post).total_seconds()
-            print(
+            emit(
                 f"payments: {PAYMENTS:,} payments POSTed in {posted:.1f} s"
                 f" ({PAYMENTS / posted:,.0f} per second), {CONCURRENCY} at a time",
-                flush=True,
+                Figure("POSTed", PAYMENTS / posted, "/s", better="higher"),
             )
             before_capture = await wait_while(sessions, prefix, IN_FLIGHT_BEFORE_CAPTURE)
 
@@ -313,28 +325,37 @@ async def measure(settings: Settings) -> None:
         )
         if authorized_at:
             window = (max(authorized_at) - first_post).total_seconds()
-            print(
+            emit(
                 f"payments: created and authorized through the API: {len(authorized_at):,} in"
                 f" {window:.1f} s, {len(authorized_at) / window:,.1f} per second"
-                f" (first POST -> last authorized)"
+                f" (first POST -> last authorized)",
+                Figure(
+                    "created and authorized", len(authorized_at) / window, "/s", better="higher"
+                ),
             )
-            print(f"payments: create -> authorized latency {spread(authorize_latency)}")
+            emit(
+                f"payments: create -> authorized latency {spread(authorize_latency)}",
+                *latency_figures("create -> authorized", authorize_latency),
+            )
         if completed_at:
             capture_window = (max(completed_at) - first_capture).total_seconds()
             whole = (max(completed_at) - first_post).total_seconds()
-            print(
+            emit(
                 f"payments: captured through the API: {len(completed_at):,} in"
                 f" {capture_window:.1f} s, {len(completed_at) / capture_window:,.1f} per second"
-                f" (first capture POST -> last completed)"
+                f" (first capture POST -> last completed)",
+                Figure("captured", len(completed_at) / capture_window, "/s", better="higher"),
             )
-            print(
+            emit(
                 f"payments: end to end (create, authorize, capture, complete):"
-                f" {len(completed_at) / whole:,.1f} per second over {whole:.1f} s"
+                f" {len(completed_at) / whole:,.1f} per second over {whole:.1f} s",
+                Figure("end to end", len(completed_at) / whole, "/s", better="higher"),
             )
-        print(
+        emit(
             f"payments: fraud-check latency, payment created -> risk decision recorded:"
             f" {spread(to_decision)}; the check activity alone (scheduled -> completed):"
-            f" {spread(activity_only)} ({len(to_decision):,} checks)"
+            f" {spread(activity_only)} ({len(to_decision):,} checks)",
+            *latency_figures("created -> risk decision", to_decision),
         )
         print(
             f"payments: fraud rules as configured but card_velocity_limit {PAYMENTS + 1:,}"
@@ -346,11 +367,15 @@ async def measure(settings: Settings) -> None:
         )
         failed = after_capture[PaymentStatus.FAILED]
         other = len(done) - after_capture[PaymentStatus.COMPLETED] - failed
-        print(
+        emit(
             f"payments: {after_capture[PaymentStatus.COMPLETED]:,} of {len(done):,} completed,"
-            f" {failed} failed, {other} elsewhere ({shown(after_capture)})"
+            f" {failed} failed, {other} elsewhere ({shown(after_capture)})",
+            Figure("not completed (failed or elsewhere)", failed + other, "payments"),
         )
-        print(f"payments: Stripe captures {captures:,}; charges captured twice: {twice} (goal 0)")
+        emit(
+            f"payments: Stripe captures {captures:,}; charges captured twice: {twice} (goal 0)",
+            Figure("charges captured twice", twice, "charges", goal=0),
+        )
     finally:
         await engine.dispose()
 

@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 from sqlalchemy import insert
 
+from benchmarks.figures import Figure, emit
 from devstack import postgres
 from devstack.ephemeral import ephemeral_stack
 from devstack.net import free_port
@@ -123,11 +124,12 @@ async def validation_figures(url: str) -> None:
         assert len(valid) == ITEMS and not errors
     await engine.dispose()
     took = median_ms(whole)
-    print(
+    emit(
         f"settlement: validation of a {ITEMS:,}-item batch: median {took:.1f} ms of {RUNS} runs"
         f" (goal <= {GOAL_MS:.0f} ms: {'met' if took <= GOAL_MS else 'MISSED'};"
         f" {REPLACED_MS / took:,.0f}x faster than the {REPLACED_MS / 1000:.0f} s the replaced"
-        f" system allowed), {STORED:,} transfers of the partner stored"
+        f" system allowed), {STORED:,} transfers of the partner stored",
+        Figure(f"validation of a {ITEMS:,}-item batch, median", took, "ms", goal=GOAL_MS),
     )
     print(
         f"settlement: of which the item checks and routing {median_ms(checks):.1f} ms, the"
@@ -193,20 +195,29 @@ async def execution_figures(settings: Settings) -> None:
         for row in movements.json()["data"]
         if str(row["idempotency_key"]).startswith("transfer-")
     )
-    print(
+    emit(
         f"settlement: POST of a {ITEMS:,}-item CSV batch (validated and stored):"
-        f" {posted * 1000:,.0f} ms"
+        f" {posted * 1000:,.0f} ms",
+        Figure(f"POST of a {ITEMS:,}-item CSV batch", posted * 1000, "ms"),
     )
-    print(
+    emit(
         f"settlement: end to end, POST -> batch {progress['status']}: {whole:.1f} s,"
         f" {progress['succeeded_count'] / whole:,.1f} transfers per second"
         f" ({progress['succeeded_count']:,} succeeded, {progress['failed_count']} failed;"
         f" {settings.transfer_concurrency} items at a time, Stripe limited to"
-        f" {settings.stripe_requests_per_second:g} calls per second)"
+        f" {settings.stripe_requests_per_second:g} calls per second)",
+        Figure(
+            "batch transfers, end to end",
+            progress["succeeded_count"] / whole,
+            "/s",
+            better="higher",
+        ),
     )
-    print(
+    paid_twice = sum(1 for count in keys.values() if count > 1)
+    emit(
         f"settlement: Stripe transfers {sum(keys.values()):,} for {len(keys):,} keys;"
-        f" keys paid twice: {sum(1 for count in keys.values() if count > 1)} (goal 0)"
+        f" keys paid twice: {paid_twice} (goal 0)",
+        Figure("transfer keys paid twice", paid_twice, "keys", goal=0),
     )
 
 
@@ -316,12 +327,18 @@ async def measure_reconciliation(url: str) -> None:
     runs = [await reconciliation_run(url, external) for _ in range(RECONCILIATION_RUNS)]
     took = statistics.median(run[0] for run in runs)
     _, parts, counts, rate = runs[-1]
-    print(
+    emit(
         f"settlement: reconciliation time for {counts['ledger']:,} ledger transfers:"
         f" median {took:.2f} s of {RECONCILIATION_RUNS} runs (goal <= {RECONCILIATION_GOAL_S:.0f}"
         f" s: {'met' if took <= RECONCILIATION_GOAL_S else 'MISSED'}), Stripe and chain"
         f" steps and the run completed; {counts['discrepancies']:,} discrepancies found,"
-        f" match rate {rate}%"
+        f" match rate {rate}%",
+        Figure(
+            f"reconciliation of {counts['ledger']:,} transfers, median",
+            took,
+            "s",
+            goal=RECONCILIATION_GOAL_S,
+        ),
     )
     print(
         f"settlement: of which reading the ledger {parts['read']:.2f} s, matching"

@@ -43,7 +43,8 @@ import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from benchmarks.payments import bearer, call, lanes, spread
+from benchmarks.figures import Figure, emit
+from benchmarks.payments import bearer, call, lanes, latency_figures, spread
 from devstack.ephemeral import ephemeral_stack
 from domain.actors import Role
 from models.engine import make_engine, make_sessionmaker
@@ -227,30 +228,34 @@ async def figures(
 
     if paid_at:
         window = (max(paid_at) - first_post).total_seconds()
-        print(
+        emit(
             f"subscriptions: first-period invoices billed and paid: {len(paid_at):,} in"
             f" {window:.1f} s, {len(paid_at) / window:,.1f} per second"
-            f" (first subscription POST -> last invoice paid)"
+            f" (first subscription POST -> last invoice paid)",
+            Figure("first-period invoices paid", len(paid_at) / window, "/s", better="higher"),
         )
-        print(
+        emit(
             f"subscriptions: create -> paid latency {spread(latency)}; of which create ->"
             f" invoice finalized {spread(to_invoice)}, finalized -> paid (the charge)"
-            f" {spread(to_charge)}"
+            f" {spread(to_charge)}",
+            *latency_figures("create -> paid", latency),
         )
     print(
         f"subscriptions: Stripe rate limit {settings.stripe_requests_per_second:g} activities"
         f" per second (one charge per invoice)"
     )
-    print(
+    emit(
         f"subscriptions: {final['paid']:,} of {SUBSCRIPTIONS:,} first invoices paid"
         f" (invoices: {shown(final)}); subscriptions: {shown(subscription_statuses)};"
-        f" charge attempts: {shown(attempts)}; Stripe charge movements {charges:,}"
+        f" charge attempts: {shown(attempts)}; Stripe charge movements {charges:,}",
+        Figure("first invoices not paid", SUBSCRIPTIONS - final["paid"], "invoices"),
     )
     twice = (periods_twice or 0) + (succeeded_twice or 0) + charged_twice
-    print(
+    emit(
         f"subscriptions: double-billed periods: {twice} (goal 0):"
         f" {periods_twice or 0} periods with two invoices, {succeeded_twice or 0} invoices"
-        f" with two succeeded attempts, {charged_twice} invoices charged twice at Stripe"
+        f" with two succeeded attempts, {charged_twice} invoices charged twice at Stripe",
+        Figure("double-billed periods", twice, "periods", goal=0),
     )
 
 

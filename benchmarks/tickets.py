@@ -20,6 +20,7 @@ import aiohttp
 import httpx
 from temporalio.client import Client
 
+from benchmarks.figures import Figure, emit
 from devstack.ephemeral import ephemeral_stack
 from domain.actors import Role
 from domain.tokens import mint
@@ -103,9 +104,18 @@ async def measure(settings: Settings) -> None:
             issue_rates.append(await rate(half, CONCURRENCY, partial(shifted, issue, offset)))
             start_rates.append(await rate(half, CONCURRENCY, partial(shifted, bare_start, offset)))
         issue_rate, start_rate = statistics.mean(issue_rates), statistics.mean(start_rates)
-        print(f"tickets: issued through the API: {issue_rate:,.0f} per second")
-        print(f"tickets: bare workflow starts:    {start_rate:,.0f} per second")
-        print(f"tickets: issue/start ratio {issue_rate / start_rate:.2f} (goal >= 0.8)")
+        emit(
+            f"tickets: issued through the API: {issue_rate:,.0f} per second",
+            Figure("issued through the API", issue_rate, "/s", better="higher"),
+        )
+        emit(
+            f"tickets: bare workflow starts:    {start_rate:,.0f} per second",
+            Figure("bare workflow starts", start_rate, "/s", better="higher"),
+        )
+        emit(
+            f"tickets: issue/start ratio {issue_rate / start_rate:.2f} (goal >= 0.8)",
+            Figure("issue/start ratio", issue_rate / start_rate, "x", goal=0.8, better="higher"),
+        )
 
     await settle(temporal)
     await verification_latency(settings, api, issued)
@@ -150,9 +160,11 @@ async def verification_latency(settings: Settings, api: str, issued: list[dict[s
     ordered = sorted(latencies)
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
-    print(
+    emit(
         f"tickets: verification with {len(by_driver)} concurrent clients, "
-        f"{len(ordered)} scans: p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal p99 <= 10 ms)"
+        f"{len(ordered)} scans: p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal p99 <= 10 ms)",
+        Figure(f"verification, {len(by_driver)} clients, p50", p50, "ms"),
+        Figure(f"verification, {len(by_driver)} clients, p99", p99, "ms", goal=10.0),
     )
 
 

@@ -169,7 +169,9 @@ def check_item(
         )
     elif not 0 < amount <= MAX_POSTING_AMOUNT:
         errors.append(ItemError(row, "amount", "invalid", "amount must be positive"))
-    currency = _text(item, "currency")
+    # Not trimmed, unlike the texts: a code with spaces ("usd ") is not a currency (a CSV's
+    # cells are trimmed when read).
+    currency: Any = item.get("currency")
     if not isinstance(currency, str) or not currency:
         errors.append(ItemError(row, "currency", "missing", "currency is required"))
     description = _text(item, "description") or None

@@ -26,7 +26,9 @@ from services import commissions
 router = APIRouter(prefix="/commission-rules", tags=["commissions"])
 
 Key = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
-MinorUnits = Annotated[int, Field(ge=0, le=MAX_POSTING_AMOUNT, description="Minor units")]
+MinorUnits = Annotated[
+    int, Field(strict=True, ge=0, le=MAX_POSTING_AMOUNT, description="Minor units")
+]
 
 
 class RuleIn(BaseModel):
@@ -38,7 +40,7 @@ class RuleIn(BaseModel):
     priority: int = Field(0, ge=0, le=MAX_PRIORITY, description="Higher wins within a scope")
     effective_from: AwareDatetime | None = Field(None, description="Inclusive; default: now")
     effective_to: AwareDatetime | None = Field(None, description="Exclusive; default: no end")
-    percentage_bps: int = Field(ge=0, le=BPS, description="Basis points of the amount")
+    percentage_bps: int = Field(strict=True, ge=0, le=BPS, description="Basis points of the amount")
     fixed_amount: MinorUnits = 0
     currency: Currency
     active: bool = True

@@ -33,6 +33,8 @@ AppSettings = Annotated[Settings, Depends(get_settings)]
 
 
 class HoldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     payer_id: Party
     payee_id: Party
     amount: Amount
@@ -253,6 +255,8 @@ async def release_hold(
 
 
 class BulkReleaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     ids: list[BulkId] = Field(min_length=1, max_length=BULK_MAX)
 
 
@@ -319,6 +323,8 @@ async def refund_hold(
 
 
 class DisputeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
 
 

@@ -14,10 +14,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.actions.subscriptions import check_visible, subscription_workflow, visible
 from api.customers import ADMIN_ROLES, check_customer
 from api.deps import Admin, CurrentActor, Session, get_settings
 from api.pagination import Page, PageParams, PageQuery, paginate, row_cursor
-from api.routers.subscriptions import check_visible, may_see, subscription_workflow, visible
+from api.routers.subscriptions import may_see
 from api.workflow_calls import (
     BULK_MAX,
     BulkId,

@@ -17,7 +17,7 @@ from api.deps import Admin, CurrentActor, Session, get_settings
 from api.fields import Amount, Currency, Party, money
 from api.pagination import Page, PageParams, PageQuery, paginate, uuid_cursor
 from api.workflow_calls import WorkflowStart, signal, start_after_commit
-from domain.actors import Actor
+from domain.actors import Actor, Role
 from domain.errors import NotFound, ValidationError
 from domain.payments import (
     PAYMENT_CANCELLABLE,
@@ -337,8 +337,10 @@ async def payments_by_status(
 
 
 async def _visible(session: AsyncSession, payment: Payment, actor: Actor) -> PaymentOut:
-    """The payment if the caller may see it; to others it does not exist."""
-    if actor.role not in ADMIN_ROLES and payment.customer_id != actor.id:
+    """The payment if the caller may see it; to others it does not exist. The role counts as
+    well as the id: a driver or vendor whose id is a customer's sees nothing of theirs."""
+    own = actor.role is Role.CUSTOMER and payment.customer_id == actor.id
+    if actor.role not in ADMIN_ROLES and not own:
         raise NotFound(f"no payment {payment.id}", param="id")
     return await _out(session, payment)
 

@@ -38,6 +38,8 @@ StripeAccount = Annotated[
 
 
 class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     payee_id: Party
     destination: StripeAccount
     amount: Amount
@@ -299,6 +301,8 @@ async def cancel_schedule(
 
 
 class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     event: TriggerEvent = TriggerEvent.MANUAL
 
 
@@ -320,6 +324,8 @@ async def trigger_schedule(
 
 
 class BulkTriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     ids: list[BulkId] = Field(min_length=1, max_length=BULK_MAX)
     event: TriggerEvent = TriggerEvent.MANUAL
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import PlatformAdmin, Session, get_settings
 from api.fields import Amount, Currency, Party, money
@@ -23,6 +23,8 @@ PlacementPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-
 
 
 class ActivateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     payer_id: Party
     payee_id: Party
     destination: StripeAccount

@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.actions import reconciliation as actions
 from api.csv_export import csv_export
 from api.deps import Admin, PlatformAdmin, Session, get_settings
 from api.pagination import Page, PageQuery, paginate, row_cursor
@@ -360,5 +361,5 @@ async def resolve_discrepancy(
 ) -> DiscrepancyOut:
     """Resolved with a note saying how (required); 409 ``discrepancy_resolved`` if it was
     resolved already."""
-    item = await reconciliation.resolve(session, discrepancy_id, note=body.note, actor=actor)
+    item = await actions.resolve(session, discrepancy_id, note=body.note, actor=actor)
     return discrepancy_out(item)

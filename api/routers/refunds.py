@@ -15,7 +15,7 @@ from api.deps import Admin, CurrentActor, Session, get_settings
 from api.fields import Amount
 from api.pagination import Page, PageParams, PageQuery, paginate, uuid_cursor
 from api.workflow_calls import WorkflowStart, signal, start_after_commit
-from domain.actors import Actor
+from domain.actors import Actor, Role
 from domain.errors import NotFound
 from domain.payments import RefundReason, RefundStatus
 from models.payments import Refund
@@ -133,7 +133,10 @@ async def _page(
     order_id: str | None = None,
     status: RefundStatus | None = None,
 ) -> Page[RefundOut]:
-    """A page of refunds; a customer sees only those of its own payments."""
+    """A page of refunds; a customer sees only those of its own payments, other roles none
+    (403, as the payments' lists)."""
+    if actor.role not in ADMIN_ROLES:
+        check_customer(actor, actor.id)
     rows = await refunds.list_refunds(
         session,
         limit=params.limit,
@@ -185,7 +188,7 @@ async def refunds_by_status(
 async def _visible(session: AsyncSession, refund: Refund, actor: Actor) -> RefundOut:
     if actor.role not in ADMIN_ROLES:
         payment = await payments.get(session, refund.payment_id)
-        if payment.customer_id != actor.id:
+        if actor.role is not Role.CUSTOMER or payment.customer_id != actor.id:
             raise NotFound(f"no refund {refund.id}", param="id")
     return refund_out(refund)
 

@@ -13,16 +13,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.actions import settlement_windows as actions
 from api.deps import CurrentActor, PlatformAdmin, Session, get_settings
 from api.pagination import Page, PageQuery, paginate, row_cursor
-from api.transfer_workflows import window_workflow
-from api.workflow_calls import signal
 from domain.rails import Rail
 from domain.settlement_windows import WindowConfig
 from models.settlement_windows import SettlementRun
 from services import settlement_windows
 from settings import Settings
-from workflows.types import SettleNow
 
 router = APIRouter(prefix="/settlement-windows", tags=["settlement windows"])
 
@@ -73,7 +71,7 @@ class WindowOut(BaseModel):
 class SettleNowIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field("settled early by an operator", min_length=1, max_length=500)
+    reason: str = Field(actions.DEFAULT_REASON, min_length=1, max_length=500)
 
 
 class RunOut(BaseModel):
@@ -167,14 +165,10 @@ async def settle_now(
 ) -> WindowOut:
     """Send every transfer queued for the rail now, without waiting for its window: signal
     ``settle_now`` (starting the rail's workflow if needed). 503 if Temporal is down."""
-    settlement_windows.check_rail(rail)
-    await signal(
-        request,
-        window_workflow(rail, settings),
-        "settle_now",
-        SettleNow(by=actor.id, reason=body.reason),
+    view = await actions.settle_now(
+        request, session, rail, reason=body.reason, actor=actor, settings=settings
     )
-    return window_out(await settlement_windows.view(session, rail))
+    return window_out(view)
 
 
 @router.get("/{rail}/runs")

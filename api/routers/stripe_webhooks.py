@@ -66,11 +66,20 @@ class WebhookAck(BaseModel):
     duplicate: bool = Field(description="The event id was stored before: nothing more is done")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: Stripe never repeats one, and a repeated
+    key is read differently by different parsers (first or last wins), so it is refused."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("a key is repeated in a JSON object")
+    return found
+
+
 def _event(payload: bytes) -> dict[str, Any]:
     """The body as a JSON object; checked first, as the SDK's check fails with an
     ``AttributeError`` on other JSON."""
     try:
-        event = json.loads(payload)
+        event = json.loads(payload, object_pairs_hook=_unique_keys)
     except ValueError as exc:
         raise ValidationError("invalid Stripe webhook payload", code="webhook_invalid") from exc
     if not isinstance(event, dict):

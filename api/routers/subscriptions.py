@@ -14,19 +14,19 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.actions import subscriptions as actions
+from api.actions.subscriptions import subscription_workflow, visible, workflow_id
 from api.customers import ADMIN_ROLES, acting_for, check_customer
 from api.deps import Admin, CurrentActor, Session, get_settings
 from api.fields import Party
 from api.pagination import Page, PageParams, PageQuery, paginate, row_cursor
-from api.workflow_calls import WorkflowStart, signal, signal_after_commit, start_after_commit
+from api.workflow_calls import signal, signal_after_commit, start_after_commit
 from domain.actors import Actor, Role
-from domain.errors import NotFound, PermissionDenied
 from domain.subscriptions import (
     LIVE,
     PAUSABLE,
     RENEWABLE,
     RESUMABLE,
-    RETRYABLE,
     SubscriptionStatus,
     check_subscription_status,
 )
@@ -40,7 +40,6 @@ from workflows.types import (
     RenewSubscription,
     ResumeSubscription,
     RetryPayment,
-    SubscriptionInput,
 )
 
 router = APIRouter(prefix="/subscriptions", tags=["subscriptions"])
@@ -88,10 +87,6 @@ class SubscriptionOut(BaseModel):
     )
 
 
-def workflow_id(subscription_id: uuid.UUID) -> str:
-    return f"subscription-{subscription_id}"
-
-
 def subscription_out(
     subscription: Subscription, pending_operation: str | None = None
 ) -> SubscriptionOut:
@@ -116,22 +111,6 @@ def subscription_out(
     )
 
 
-def subscription_workflow(subscription_id: uuid.UUID, settings: Settings) -> WorkflowStart:
-    """The dunning settings are fixed when the workflow starts (and carried across its
-    continue-as-new runs)."""
-    return WorkflowStart(
-        workflow="Subscription",
-        id=workflow_id(subscription_id),
-        arg=SubscriptionInput(
-            subscription_id=subscription_id,
-            retry_days=list(settings.subscription_retry_days),
-            dunning_outcome=settings.subscription_dunning_outcome.value,
-            stripe_task_queue=settings.stripe_task_queue,
-        ),
-        task_queue=settings.task_queue,
-    )
-
-
 def retry_dunning_after_commit(
     request: Request, subscription_ids: list[uuid.UUID], reason: str, actor: Actor
 ) -> None:
@@ -149,23 +128,6 @@ def retry_dunning_after_commit(
 
 def may_see(actor: Actor, customer_id: str) -> bool:
     return actor.role in ADMIN_ROLES or (actor.role is Role.CUSTOMER and actor.id == customer_id)
-
-
-def check_visible(actor: Actor, customer_id: str, what: str) -> None:
-    """Admins see everything, a customer its own; another customer's is missing (404), and
-    other roles (drivers, vendors) are refused."""
-    if actor.role in ADMIN_ROLES:
-        return
-    if actor.role is not Role.CUSTOMER:
-        raise PermissionDenied("only customers and admins use subscriptions")
-    if actor.id != customer_id:
-        raise NotFound(f"no {what}", param="id")
-
-
-async def visible(session: AsyncSession, subscription_id: uuid.UUID, actor: Actor) -> Subscription:
-    subscription = await subscriptions.get(session, subscription_id)
-    check_visible(actor, subscription.customer_id, f"subscription {subscription_id}")
-    return subscription
 
 
 @router.post("", status_code=201)
@@ -438,8 +400,12 @@ async def retry_payment(
 ) -> SubscriptionOut:
     """Charge the overdue invoice now instead of at the next dunning date. 409 unless the
     subscription is past due or unpaid."""
-    subscription = await visible(session, subscription_id, actor)
-    check_subscription_status(subscriptions.status_of(subscription), RETRYABLE, "retry")
-    reason = body.reason.strip() if body and body.reason else f"requested by {actor.role.value}"
-    retry = RetryPayment(reason=reason, by=actor.id)
-    return await _operate(request, subscription, settings, "retry_payment", retry)
+    subscription = await actions.retry_payment(
+        request,
+        session,
+        subscription_id,
+        reason=body.reason if body else None,
+        actor=actor,
+        settings=settings,
+    )
+    return subscription_out(subscription, pending_operation="retry_payment")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -49,6 +49,8 @@ Ring = Annotated[KeyRing, Depends(keyring)]
 
 
 class TicketIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     booking_id: Id
     user_id: str = Field(min_length=1, max_length=200, description="The passenger")
     driver_id: Id

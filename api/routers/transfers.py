@@ -20,12 +20,13 @@ from typing import Annotated, Any
 
 import pydantic
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from api.actions import transfers as actions
 from api.deps import Admin, Session, get_settings
 from api.pagination import Page, PageQuery, paginate, row_cursor
 from api.transfer_workflows import batch_workflow, batch_workflow_id, enqueue_after_commit
-from api.workflow_calls import signal_after_commit, start_after_commit
+from api.workflow_calls import start_after_commit
 from domain.errors import ValidationError
 from domain.rails import Rail
 from domain.transfers import MAX_BATCH_ITEMS, BatchSource, BatchStatus, TransferStatus
@@ -33,7 +34,6 @@ from models.transfers import Transfer, TransferBatch
 from services import transfers
 from services.transfer_csv import MAX_CSV_BYTES, parse_transfer_csv
 from settings import Settings
-from workflows.types import RetryFailedTransfers
 
 router = APIRouter(prefix="/transfers", tags=["transfers"])
 
@@ -43,6 +43,8 @@ MAX_UPLOAD_BYTES = MAX_CSV_BYTES + 64 * 1024
 
 
 class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     partner_id: str = Field(min_length=1, max_length=200)
     # Items are checked by the service, which reports every item's errors at once.
     items: list[Any] = Field(min_length=1)
@@ -336,9 +338,7 @@ async def retry_batch(
 ) -> BatchOut:
     """The failed items go again (409 ``nothing_to_retry`` if none failed): pending now, run
     by the batch's workflow once committed."""
-    retried = await transfers.retry_failed(session, batch_id, actor=actor)
-    retry = RetryFailedTransfers(by=actor.id)
-    signal_after_commit(request, batch_workflow(batch_id, settings), "retry_failed", retry)
+    retried = await actions.retry_failed(request, session, batch_id, actor=actor, settings=settings)
     return batch_out(retried.batch)
 
 

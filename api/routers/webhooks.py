@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.actions import webhooks as actions
 from api.deps import Admin, Session, get_settings
 from api.pagination import Page, PageParams, PageQuery, paginate, row_cursor
 from domain.errors import ValidationError
@@ -370,4 +371,4 @@ async def get_delivery(delivery_id: uuid.UUID, session: Session, _: Admin) -> De
 async def replay_delivery(delivery_id: uuid.UUID, session: Session, actor: Admin) -> DeliveryOut:
     """The same event again (same ``webhook-id``) as a new delivery; 409 while the delivery
     is still under way or its endpoint is disabled."""
-    return delivery_out(await webhooks.replay_delivery(session, delivery_id, actor=actor))
+    return delivery_out(await actions.replay_delivery(session, delivery_id, actor=actor))
