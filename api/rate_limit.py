@@ -30,6 +30,7 @@ from domain.tokens import verify
 from settings import Settings
 
 Clock = Callable[[], float]
+_EPSILON = 1e-9
 
 TICKET_ISSUE = "ticket_issue"
 TICKET_VERIFY = "ticket_verify"
@@ -71,8 +72,9 @@ class TokenBuckets:
         else:
             bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        # Within a rounding error of a whole token is a whole token.
+        if bucket.tokens >= 1.0 - _EPSILON:
+            bucket.tokens = max(0.0, bucket.tokens - 1.0)
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
 
@@ -125,13 +127,13 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.limits:
-            path = scope["path"].rstrip("/") or "/"
-            name = LIMITED_ROUTES.get((scope["method"], path))
+            # The exact path: another spelling (a trailing slash) is only redirected to it.
+            name = LIMITED_ROUTES.get((scope["method"], scope["path"]))
             buckets = self.limits.get(name) if name is not None else None
             if buckets is not None:
                 wait = buckets.take(client_key(scope, self.settings))
                 if wait > 0:
-                    retry_after = max(1, math.ceil(wait))
+                    retry_after = max(1, math.ceil(wait - _EPSILON))
                     refused = RateLimited(
                         f"Too many requests: retry in {retry_after} s", retry_after=retry_after
                     )

@@ -46,6 +46,10 @@ def verify(token: str, *, secret: str, issuer: str) -> Actor:
     except jwt.InvalidTokenError as exc:
         raise AuthenticationError(f"Invalid token: {exc}", code="invalid_token") from exc
     role = claims.get("role")
-    if role not in {r.value for r in API_ROLES}:
+    # A role that is not a string (a list, an object) is unknown too, not a TypeError.
+    if not isinstance(role, str) or role not in {r.value for r in API_ROLES}:
         raise AuthenticationError(f"Token carries an unknown role {role!r}", code="invalid_token")
-    return Actor(str(claims["sub"]), Role(role))
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject.strip():
+        raise AuthenticationError("Token carries an empty subject", code="invalid_token")
+    return Actor(subject, Role(role))

@@ -129,6 +129,10 @@ async def create_transfer(
 
 def verify_webhook(payload: bytes, sig_header: str | None, secret: str) -> stripe.Event:
     """The event of a webhook whose ``Stripe-Signature`` is valid; ``ValidationError`` if not."""
+    if sig_header is not None and not sig_header.isascii():
+        # The SDK compares with hmac.compare_digest, which raises TypeError on non-ASCII text:
+        # such a header (anyone can send one) would otherwise be a 500.
+        raise ValidationError("invalid Stripe webhook signature", code="webhook_signature_invalid")
     try:
         return stripe.Webhook.construct_event(payload, sig_header, secret)
     except stripe.SignatureVerificationError as exc:

@@ -339,6 +339,12 @@ def logging_config(
             },
             # A line per HTTP call of any client (Stripe's SDK logs its own calls).
             **{name: {"level": "WARNING"} for name in ("httpx", "httpcore")},
+            # Never below these, even at DEBUG: SQLAlchemy's engine logs every statement's
+            # parameters and rows (card text, webhook endpoint secrets), Stripe's SDK every
+            # request's form data and response body. Masking is the safety net, not the plan.
+            "sqlalchemy.engine": {"level": "WARNING"},
+            "sqlalchemy.pool": {"level": "WARNING"},
+            "stripe": {"level": "INFO" if level.upper() == "DEBUG" else level.upper()},
         },
     }
 

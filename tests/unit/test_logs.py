@@ -19,6 +19,19 @@ JWT = (
 PRIVATE_KEY = "0x" + "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
 
 
+@pytest.fixture(autouse=True)
+def no_configured_secrets() -> Iterator[None]:
+    """Every app an earlier test built registered its settings' secrets, process-wide (the
+    default Stripe key among them): these tests start from none and leave them as found."""
+    saved, pattern = set(logs._SECRETS), logs._SECRET_PATTERN
+    logs._SECRETS.clear()
+    logs._SECRET_PATTERN = None
+    yield
+    logs._SECRETS.clear()
+    logs._SECRETS.update(saved)
+    logs._SECRET_PATTERN = pattern
+
+
 @pytest.fixture
 def emitted() -> Iterator[tuple[logging.Logger, io.StringIO]]:
     stream = io.StringIO()

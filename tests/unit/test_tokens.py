@@ -50,3 +50,31 @@ def test_system_role_cannot_be_minted_nor_claimed() -> None:
     )
     with pytest.raises(AuthenticationError):
         verify(claimed, secret=SECRET, issuer="t")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"role": ["platform_admin"]},  # a list: once a TypeError, i.e. a 500
+        {"role": {"name": "platform_admin"}},
+        {"sub": ""},
+        {"sub": "   "},
+    ],
+)
+def test_a_role_that_is_not_a_string_or_an_empty_subject_is_refused(
+    claims: dict[str, object],
+) -> None:
+    signed = jwt.encode(
+        {
+            "sub": "u",
+            "role": "customer",
+            "iss": "t",
+            "exp": datetime.now(UTC) + timedelta(60),
+            **claims,
+        },
+        SECRET,
+        algorithm="HS256",
+    )
+    with pytest.raises(AuthenticationError) as caught:
+        verify(signed, secret=SECRET, issuer="t")
+    assert caught.value.code == "invalid_token"
