@@ -22,7 +22,7 @@ from api.deps import (
 )
 from api.pagination import Page, PageQuery, paginate, uuid_cursor
 from domain.actors import Actor, Role
-from domain.errors import NotFound, PermissionDenied
+from domain.errors import NotFound, PermissionDenied, ProviderError
 from domain.tickets import qr
 from domain.tickets.lifecycle import TicketStatus
 from domain.tickets.signing import KeyRing
@@ -145,6 +145,8 @@ async def notify(request: Request, ticket_id: uuid.UUID, status: TicketStatus) -
     except RPCError as exc:
         if exc.status is not RPCStatusCode.NOT_FOUND:
             log.warning("could not signal ticket-%s: %s", ticket_id, exc)
+    except ProviderError as exc:  # Temporal unreachable: the row stays the record
+        log.warning("could not signal ticket-%s: %s", ticket_id, exc)
 
 
 @router.post("", status_code=201)
