@@ -34,14 +34,11 @@ def error_code(response: Response) -> str:
 async def signals_of(client: Client, workflow_id: str) -> list[tuple[str, Any]]:
     """The signals a workflow received, in order, with their decoded argument."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    converter = client.data_converter.payload_converter
-    return [
-        (
-            event.workflow_execution_signaled_event_attributes.signal_name,
-            converter.from_payloads(
-                event.workflow_execution_signaled_event_attributes.input.payloads
-            )[0],
-        )
-        for event in history.events
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-    ]
+    signals = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            attributes = event.workflow_execution_signaled_event_attributes
+            # Through the client's codec: the embedded stack encrypts payloads.
+            [argument] = await client.data_converter.decode(attributes.input.payloads)
+            signals.append((attributes.signal_name, argument))
+    return signals

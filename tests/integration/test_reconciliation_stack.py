@@ -1,16 +1,19 @@
 """Reconciliation on the embedded stack, through HTTP: a 1,000-item CSV batch (Stripe items,
-and a few on the chain) completes; reconciling its period (``POST
-/api/v1/reconciliation/runs``, run by ``reconciliation-{id}`` on the stack's worker against
-the Stripe sandbox's balance transactions and anvil's token events) matches 100%; once one
-of its transfers is deleted from the sandbox's records, the next run reports exactly that
-one as ``missing_settlement``, which an admin resolves with a note, and the CSV export
-lists it. The batch takes about a minute (Stripe calls are rate-limited by Temporal)."""
+and a few on the chain) completes with exactly one Stripe transfer per Stripe item under its
+key ``transfer-{id}``, the ledger's float moved by what the sandbox moved; reconciling its
+period (``POST /api/v1/reconciliation/runs``, run by ``reconciliation-{id}`` on the stack's
+worker against the Stripe sandbox's balance transactions and anvil's token events) matches
+100%; once one of its transfers is deleted from the sandbox's records, the next run reports
+exactly that one as ``missing_settlement``, which an admin resolves with a note, and the CSV
+export lists it. The batch takes about a minute (Stripe calls are rate-limited by
+Temporal)."""
 
 import asyncio
 import csv
 import io
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +21,7 @@ import pytest
 from httpx import AsyncClient
 
 from devstack.ephemeral import RunningStack
+from services.transfers import STRIPE_FLOAT_ACCOUNT
 from tests.conftest import TokenFactory
 from tests.integration.conftest import Names
 
@@ -48,6 +52,15 @@ async def batch_items(api: AsyncClient, headers: dict[str, str], batch_id: str) 
         if not body["has_more"]:
             return found
         cursor = body["next_cursor"]
+
+
+async def float_balance(api: AsyncClient, headers: dict[str, str]) -> int:
+    """The ledger's Stripe float in USD (0 before anything used it)."""
+    found = await api.get(f"/api/v1/ledger/accounts/{STRIPE_FLOAT_ACCOUNT}", headers=headers)
+    if found.status_code == 404:
+        return 0
+    assert found.status_code == 200, found.text
+    return int(found.json()["balances"].get("USD", 0))
 
 
 async def reconcile(
@@ -91,6 +104,8 @@ async def test_a_reconciled_batch_matches_until_the_sandbox_loses_a_transfer(
             json={"amount": sum(amount_of(i) for i in range(ITEMS)), "currency": "usd"},
         )
         assert funded.status_code == 200, funded.text
+        stripe_total = sum(amount_of(i) for i in range(ITEMS) if i not in CHAIN_ROWS)
+        float_before = await float_balance(stack_api, admin)
         # Stripe's and the chain's times are whole seconds: the period starts before the
         # batch's first second.
         start = datetime.now(UTC)
@@ -114,7 +129,17 @@ async def test_a_reconciled_batch_matches_until_the_sandbox_loses_a_transfer(
         assert (batch["status"], batch["succeeded_count"]) == ("completed", ITEMS)
         print(f"{ITEMS} transfers completed in {time.monotonic() - began:.1f} s")
         items = await batch_items(stack_api, admin, batch["id"])
+        assert len(items) == ITEMS and {item["status"] for item in items} == {"succeeded"}
         assert sum(item["rail"] == "chain" for item in items) == len(CHAIN_ROWS)
+        # One Stripe transfer per Stripe item, none twice, each under the item's own key.
+        moved = await sandbox.get("/_sandbox/movements", params={"kind": "transfer"})
+        assert moved.status_code == 200, moved.text
+        ours = {f"transfer-{item['id']}": item for item in items if item["rail"] == "stripe"}
+        mine = [m for m in moved.json()["data"] if m["idempotency_key"] in ours]
+        assert Counter(m["idempotency_key"] for m in mine) == Counter(set(ours))
+        assert all(ours[m["idempotency_key"]]["external_id"] == m["object_id"] for m in mine)
+        assert sum(m["amount"] for m in mine) == stripe_total
+        assert await float_balance(stack_api, admin) == float_before - stripe_total
         end = datetime.now(UTC) + timedelta(seconds=2)
 
         began = time.monotonic()
@@ -129,9 +154,8 @@ async def test_a_reconciled_batch_matches_until_the_sandbox_loses_a_transfer(
         stripe, chain = first["source_results"]["stripe"], first["source_results"]["chain"]
         assert stripe["matched_count"] >= ITEMS - len(CHAIN_ROWS)
         assert chain["matched_count"] >= len(CHAIN_ROWS)
-        total = sum(amount_of(i) for i in range(ITEMS) if i not in CHAIN_ROWS)
         usd = first["totals"]["USD"]
-        assert usd["ledger"] == usd["external"] == usd["matched"] >= total
+        assert usd["ledger"] == usd["external"] == usd["matched"] >= stripe_total
         # 1.00 USD is 1,000,000 base units of the 6-decimal token, counted as USDC.
         usdc = first["totals"]["USDC"]
         assert usdc["ledger"] == usdc["matched"] >= sum(amount_of(i) * 10_000 for i in CHAIN_ROWS)

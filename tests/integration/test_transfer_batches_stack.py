@@ -1,13 +1,9 @@
-"""Batch payouts on the embedded stack, through HTTP: a 1,000-item CSV uploaded as a partner
-would, run by ``transfer-batch-{id}`` on the stack's worker against the Stripe sandbox, ends
-completed with exactly one Stripe transfer per item under its key ``transfer-{id}``, and the
-ledger moved what the sandbox moved. Stripe calls are rate-limited by Temporal (25 a second
-by default), so the batch takes about a minute."""
+"""Batch payouts on the embedded stack, through HTTP, on both rails. (The 1,000-item CSV
+batch, once per item, is in ``test_reconciliation_stack.py``, which reconciles it.)"""
 
 import asyncio
 import time
 import uuid
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -16,22 +12,10 @@ from httpx import AsyncClient
 from devstack.ephemeral import RunningStack
 from integrations.chain import make_web3
 from integrations.token_contract import TokenContract
-from services import transfers
 from tests.conftest import TokenFactory
 from tests.integration.conftest import Names
 
 pytestmark = pytest.mark.integration
-
-ITEMS = 1000
-WITHIN_SECONDS = 240
-
-
-async def balance(api: AsyncClient, auth: TokenFactory, code: str) -> int:
-    found = await api.get(f"/api/v1/ledger/accounts/{code}", headers=auth("platform_admin"))
-    if found.status_code == 404:
-        return 0
-    assert found.status_code == 200, found.text
-    return int(found.json()["balances"].get("USD", 0))
 
 
 async def all_items(
@@ -52,68 +36,6 @@ async def all_items(
         if not body["has_more"]:
             return found
         cursor = body["next_cursor"]
-
-
-async def test_a_thousand_item_csv_batch_completes_once_per_item(
-    stack_api: AsyncClient, auth: TokenFactory, n: Names, embedded: RunningStack
-) -> None:
-    admin = auth("platform_admin", sub="ops-batch")
-    partner = n("partner")
-    rows = [
-        f"{partner}-{i},acct_{uuid.uuid4().hex[:16]},{100 + i % 900},USD,payout {i}"
-        for i in range(ITEMS)
-    ]
-    csv_file = ("reference,destination,amount,currency,description\n" + "\n".join(rows)).encode()
-    total = sum(100 + i % 900 for i in range(ITEMS))
-    base = embedded.settings.stripe_api_base
-    assert base is not None
-    async with AsyncClient(base_url=base, timeout=30) as stripe:
-        funded = await stripe.post("/_sandbox/fund", json={"amount": total, "currency": "usd"})
-        assert funded.status_code == 200, funded.text
-        float_before = await balance(stack_api, auth, transfers.STRIPE_FLOAT_ACCOUNT)
-
-        started = time.monotonic()
-        created = await stack_api.post(
-            "/api/v1/transfers/batch",
-            data={"partner_id": partner},
-            files={"file": ("payouts.csv", csv_file, "text/csv")},
-            headers={**admin, "Idempotency-Key": uuid.uuid4().hex},
-        )
-        assert created.status_code == 201, created.text
-        batch = created.json()
-        assert (batch["source"], batch["total_count"]) == ("csv", ITEMS)
-
-        progress: dict[str, Any] = batch
-        while progress["status"] == "processing":
-            assert time.monotonic() - started < WITHIN_SECONDS, progress
-            await asyncio.sleep(1)
-            answer = await stack_api.get(f"/api/v1/transfers/batch/{batch['id']}", headers=admin)
-            assert answer.status_code == 200, answer.text
-            progress = answer.json()
-        elapsed = time.monotonic() - started
-        print(f"{ITEMS} transfers completed in {elapsed:.1f} s")
-
-        assert (progress["status"], progress["succeeded_count"], progress["percent_done"]) == (
-            "completed",
-            ITEMS,
-            100.0,
-        )
-        items = await all_items(stack_api, admin, batch["id"])
-        assert len(items) == ITEMS
-        assert {item["status"] for item in items} == {"succeeded"}
-        moved = await stripe.get("/_sandbox/movements", params={"kind": "transfer"})
-        assert moved.status_code == 200, moved.text
-        ours = {f"transfer-{item['id']}" for item in items}
-        keys = Counter(
-            m["idempotency_key"] for m in moved.json()["data"] if m["idempotency_key"] in ours
-        )
-    # One Stripe transfer per item, none twice, each the item's own.
-    assert set(keys) == ours
-    assert max(keys.values()) == 1
-    by_key = {m["idempotency_key"]: m for m in moved.json()["data"] if m["idempotency_key"] in ours}
-    assert all(by_key[f"transfer-{i['id']}"]["object_id"] == i["external_id"] for i in items)
-    assert sum(m["amount"] for m in by_key.values()) == total
-    assert await balance(stack_api, auth, transfers.STRIPE_FLOAT_ACCOUNT) == float_before - total
 
 
 async def test_a_batch_pays_on_both_rails(
