@@ -3,16 +3,15 @@ held, unless a dispute or missing approvals hold it back; operators act through 
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from domain.escrow import HOLDING
 from workflows import search_attributes as sa
+from workflows.activity_options import database_step
 from workflows.failures import reason
 from workflows.types import (
     ApproveHold,
@@ -36,15 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.escrow import EscrowActivities
 
 # Database outages are retried until the database is back; refusals are final.
-DATABASE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        non_retryable_error_types=["NotFound", "Conflict", "ValidationError"],
-    ),
-}
+DATABASE = database_step()
 # The actor of the release the date triggers (operators' signals carry their own).
 SCHEDULE_ACTOR = "escrow-release-schedule"
 

@@ -14,6 +14,7 @@ from temporalio.exceptions import ActivityError
 
 from domain.markets import MarketStatus
 from workflows import search_attributes as sa
+from workflows.activity_options import database_step
 from workflows.failures import reason
 from workflows.types import (
     DisputeMarket,
@@ -34,15 +35,7 @@ with workflow.unsafe.imports_passed_through():
 
 FINAL_ERRORS = ["NotFound", "Conflict", "ValidationError"]
 # Database outages are retried until the database is back; refusals are final.
-DATABASE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
+DATABASE = database_step(FINAL_ERRORS)
 # The distribution is one transaction over every commitment: minutes for a very large
 # market, heartbeating meanwhile. After the last attempt the saga compensates the start.
 DISTRIBUTE: dict[str, Any] = {

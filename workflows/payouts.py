@@ -11,6 +11,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes as sa
+from workflows.activity_options import database_step
 from workflows.failures import reason
 from workflows.types import (
     CancelPayout,
@@ -31,15 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payouts import PayoutActivities, StripeTransferActivities
 
 FINAL_ERRORS = ["CardDeclined", "ValidationError", "NotFound", "Conflict", "IdempotencyError"]
-DATABASE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
+DATABASE = database_step(FINAL_ERRORS)
 # Longer than the Stripe client's own tries (30 s timeout, two network retries).
 TRANSFER_TIMEOUT = timedelta(minutes=2)
 DONE = frozenset({"completed", "cancelled"})

@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain.reconciliation import previous_day
 from workflows import search_attributes as sa
+from workflows.activity_options import REFUSALS, database_step
 from workflows.failures import reason
 from workflows.types import (
     ReconcileSourceInput,
@@ -31,16 +32,8 @@ with workflow.unsafe.imports_passed_through():
         StripeReconciliationActivities,
     )
 
-FINAL_ERRORS = ["ValidationError", "NotFound", "Conflict"]
-DATABASE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
+FINAL_ERRORS = list(REFUSALS)
+DATABASE = database_step(FINAL_ERRORS)
 # A source's step reads a day of records: minutes at most; it heartbeats per page.
 SOURCE: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=30),

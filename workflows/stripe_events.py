@@ -3,13 +3,13 @@ retried with exponential backoff; when the retries run out (or the delivery is r
 event becomes a dead letter for an admin to retry, which starts the next delivery."""
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
+from workflows.activity_options import REFUSALS, database_step
 from workflows.failures import reason
 from workflows.types import (
     DeadLetterStripeEventInput,
@@ -22,16 +22,8 @@ from workflows.types import (
 with workflow.unsafe.imports_passed_through():
     from activities.stripe_events import StripeEventActivities
 
-FINAL_ERRORS = ["ValidationError", "NotFound", "Conflict"]
-DATABASE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
+FINAL_ERRORS = list(REFUSALS)
+DATABASE = database_step(FINAL_ERRORS)
 # A database read, a signal and a database write.
 DELIVER_TIMEOUT = timedelta(seconds=30)
 

@@ -8,16 +8,10 @@ from typing import Any
 
 from temporalio.common import RetryPolicy
 
+from workflows.activity_options import database_step
+
 FINAL_ERRORS = ["CardDeclined", "ValidationError", "NotFound", "Conflict", "IdempotencyError"]
-DATABASE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
+DATABASE = database_step(FINAL_ERRORS)
 STRIPE: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=2),
     "heartbeat_timeout": timedelta(seconds=10),

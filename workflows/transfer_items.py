@@ -13,6 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.activity_options import database_step
 from workflows.failures import reason
 from workflows.types import (
     TokenTransferInput,
@@ -38,15 +39,7 @@ FINAL_ERRORS = [
     "IdempotencyError",
     "ChainRefused",
 ]
-DATABASE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        non_retryable_error_types=FINAL_ERRORS,
-    ),
-}
+DATABASE = database_step(FINAL_ERRORS)
 # Longer than the Stripe client's own tries (30 s timeout, two network retries).
 SEND_TIMEOUT = timedelta(minutes=2)
 # The chain rail's token activities (``activities.token_transfers``), called by name on the
