@@ -144,7 +144,10 @@ class Settings(BaseSettings):
     )
     stripe_timeout_seconds: float = Field(
         # At most 40: the SDK's three tries must fit in the Stripe activities' 2 minutes.
-        30.0, gt=0, le=40, description="Longest wait for one answer of Stripe (then retried)"
+        30.0,
+        gt=0,
+        le=40,
+        description="Longest wait for one answer of Stripe (then retried)",
     )
 
     # API
