@@ -441,14 +441,22 @@ async def open_items(session: AsyncSession, batch_id: uuid.UUID) -> Sequence[Tra
     )
 
 
-async def queued_windows(session: AsyncSession, batch_id: uuid.UUID) -> dict[str, datetime]:
-    """The rails whose settlement windows hold some of the batch's transfers, and the
-    earliest window of each."""
-    rows = await session.execute(
-        select(Transfer.rail, func.min(Transfer.window_at))
-        .where(Transfer.batch_id == batch_id, Transfer.status == TransferStatus.QUEUED.value)
-        .group_by(Transfer.rail)
+async def queued_windows(
+    session: AsyncSession,
+    *,
+    batch_id: uuid.UUID | None = None,
+    transfer_ids: Sequence[uuid.UUID] = (),
+) -> dict[str, datetime]:
+    """The rails whose settlement windows hold some of a batch's transfers (or of
+    ``transfer_ids``), and the earliest window of each: one query."""
+    query = select(Transfer.rail, func.min(Transfer.window_at)).where(
+        Transfer.status == TransferStatus.QUEUED.value
     )
+    if batch_id is not None:
+        query = query.where(Transfer.batch_id == batch_id)
+    else:
+        query = query.where(Transfer.id.in_(transfer_ids))
+    rows = await session.execute(query.group_by(Transfer.rail))
     return {rail: window_at for rail, window_at in rows if window_at is not None}
 
 

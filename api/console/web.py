@@ -8,6 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import fields
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
@@ -334,9 +335,19 @@ def parse_id(raw: str | None, what: str, *, prefix: str = "") -> uuid.UUID | Non
 
 
 def query_string(**params: Any) -> str:
-    """``?a=1&b=2`` of the non-empty ``params`` (for links that keep the filters)."""
-    kept = {k: v for k, v in params.items() if v not in (None, "", False)}
+    """``?a=1&b=2`` of the non-empty ``params`` (for links that keep the filters); a flag
+    that is set is ``1``."""
+    kept = {k: "1" if v is True else v for k, v in params.items() if v not in (None, "", False)}
     return f"?{urlencode(kept)}" if kept else ""
+
+
+class PageFilters:
+    """A page's filters, as the fields of a dataclass subclass: ``query()`` is the query
+    string of a link that keeps them (with ``extra`` parameters)."""
+
+    def query(self, **extra: str | None) -> str:
+        values = {field.name: getattr(self, field.name) for field in fields(self)}  # type: ignore[arg-type]
+        return query_string(**values, **extra)
 
 
 # The router every page uses ---------------------------------------------------------------

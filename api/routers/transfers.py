@@ -270,7 +270,7 @@ async def create_batch(
         metadata=metadata,
     )
     start_after_commit(request, batch_workflow(batch.id, settings))
-    for rail, window_at in (await transfers.queued_windows(session, batch.id)).items():
+    for rail, window_at in (await transfers.queued_windows(session, batch_id=batch.id)).items():
         enqueue_after_commit(request, settings, rail, window_at)
     return batch_out(batch)
 

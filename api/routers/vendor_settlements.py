@@ -293,10 +293,11 @@ async def _enqueue_routed(
     request: Request, session: Session, settings: Settings, routed: list[TransferOut]
 ) -> None:
     """Wake the window workflow of each routed request's rail, once committed."""
-    for item in routed:
-        if item.transfer_id is not None and item.rail is not None:
-            sent = await transfers.get(session, item.transfer_id)
-            enqueue_after_commit(request, settings, item.rail, sent.window_at)
+    sent = [item.transfer_id for item in routed if item.transfer_id is not None]
+    if sent:
+        windows = await transfers.queued_windows(session, transfer_ids=sent)
+        for rail, window_at in windows.items():
+            enqueue_after_commit(request, settings, rail, window_at)
 
 
 class PayoutAccountIn(BaseModel):

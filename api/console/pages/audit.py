@@ -14,9 +14,9 @@ from fastapi.responses import HTMLResponse
 from api.console.auth import ConsoleUser
 from api.console.web import (
     PAGE_SIZE,
+    PageFilters,
     console_router,
     htmx_target,
-    query_string,
     render,
 )
 from api.deps import Session
@@ -48,24 +48,13 @@ ENTITY_TYPES = (
 
 
 @dataclass
-class Filters:
+class Filters(PageFilters):
     action: str | None = None
     entity_type: str | None = None
     entity_id: str | None = None
     actor: str | None = None
     since: str | None = None
     until: str | None = None
-
-    def query(self, **extra: str | None) -> str:
-        return query_string(
-            action=self.action,
-            entity_type=self.entity_type,
-            entity_id=self.entity_id,
-            actor=self.actor,
-            since=self.since,
-            until=self.until,
-            **extra,
-        )
 
 
 @dataclass(frozen=True)

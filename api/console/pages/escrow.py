@@ -13,12 +13,12 @@ from api.actions import escrow as actions
 from api.console.auth import ConsoleAction, ConsoleUser
 from api.console.web import (
     PAGE_SIZE,
+    PageFilters,
     console_router,
     field,
     form_fields,
     htmx_target,
     parse_id,
-    query_string,
     render,
     settings_of,
     with_flash,
@@ -36,22 +36,12 @@ WATCH = 30  # see pages/payouts.py
 
 
 @dataclass
-class Filters:
+class Filters(PageFilters):
     status: str | None = None
     payer_id: str | None = None
     payee_id: str | None = None
     id: str | None = None
     due: bool = False
-
-    def query(self, **extra: str | None) -> str:
-        return query_string(
-            status=self.status,
-            payer_id=self.payer_id,
-            payee_id=self.payee_id,
-            id=self.id,
-            due="1" if self.due else None,
-            **extra,
-        )
 
 
 def row_context(hold: EscrowHold, now: datetime, watch: int = 0) -> dict[str, object]:

@@ -12,12 +12,12 @@ from api.actions import payouts as actions
 from api.console.auth import ConsoleAction, ConsoleUser
 from api.console.web import (
     PAGE_SIZE,
+    PageFilters,
     console_router,
     field,
     form_fields,
     htmx_target,
     parse_id,
-    query_string,
     render,
     settings_of,
     with_flash,
@@ -38,20 +38,11 @@ CANCEL_REASON = "cancelled in the admin console"
 
 
 @dataclass
-class Filters:
+class Filters(PageFilters):
     status: str | None = None
     trigger_event: str | None = None
     payee_id: str | None = None
     id: str | None = None
-
-    def query(self, **extra: str | None) -> str:
-        return query_string(
-            status=self.status,
-            trigger_event=self.trigger_event,
-            payee_id=self.payee_id,
-            id=self.id,
-            **extra,
-        )
 
 
 def _check(filters: Filters) -> uuid.UUID | None:

@@ -14,6 +14,7 @@ from api.actions import reconciliation as actions
 from api.console.auth import ConsoleAction, ConsoleUser
 from api.console.web import (
     PAGE_SIZE,
+    PageFilters,
     console_router,
     field,
     form_fields,
@@ -38,22 +39,12 @@ RUNS_SHOWN = 8
 
 
 @dataclass
-class Filters:
+class Filters(PageFilters):
     run_id: str | None = None
     type: str | None = None
     status: str | None = None
     source: str | None = None
     id: str | None = None
-
-    def query(self, **extra: str | None) -> str:
-        return query_string(
-            run_id=self.run_id,
-            type=self.type,
-            status=self.status,
-            source=self.source,
-            id=self.id,
-            **extra,
-        )
 
 
 def _amount(value: Any, currency: str) -> str:

@@ -16,12 +16,12 @@ from api.console.auth import ConsoleAction, ConsoleUser
 from api.console.inputs import check_text
 from api.console.web import (
     PAGE_SIZE,
+    PageFilters,
     console_router,
     field,
     form_fields,
     htmx_target,
     parse_id,
-    query_string,
     render,
     settings_of,
     with_flash,
@@ -39,20 +39,11 @@ DUNNING = frozenset(status.value for status in RETRYABLE)
 
 
 @dataclass
-class Filters:
+class Filters(PageFilters):
     status: str | None = None
     customer_id: str | None = None
     plan_id: str | None = None
     id: str | None = None
-
-    def query(self, **extra: str | None) -> str:
-        return query_string(
-            status=self.status,
-            customer_id=self.customer_id,
-            plan_id=self.plan_id,
-            id=self.id,
-            **extra,
-        )
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from api.console.auth import ConsoleUser
 from api.console.inputs import check_text
 from api.console.web import (
     PAGE_SIZE,
+    PageFilters,
     console_router,
     htmx_target,
     parse_id,
-    query_string,
     render,
 )
 from api.deps import Session
@@ -33,22 +33,12 @@ def workflow_id(ticket_id: uuid.UUID) -> str:
 
 
 @dataclass
-class Filters:
+class Filters(PageFilters):
     status: str | None = None
     user_id: str | None = None
     driver_id: str | None = None
     booking_id: str | None = None
     id: str | None = None
-
-    def query(self, **extra: str | None) -> str:
-        return query_string(
-            status=self.status,
-            user_id=self.user_id,
-            driver_id=self.driver_id,
-            booking_id=self.booking_id,
-            id=self.id,
-            **extra,
-        )
 
 
 def row_context(ticket: Ticket) -> dict[str, object]:

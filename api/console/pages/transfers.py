@@ -17,6 +17,7 @@ from api.console.auth import ConsoleAction, ConsoleUser
 from api.console.inputs import check_text
 from api.console.web import (
     PAGE_SIZE,
+    PageFilters,
     console_router,
     field,
     form_fields,
@@ -41,13 +42,10 @@ POLL_SECONDS = 2
 
 
 @dataclass
-class Filters:
+class Filters(PageFilters):
     status: str | None = None
     partner_id: str | None = None
     id: str | None = None
-
-    def query(self, **extra: str | None) -> str:
-        return query_string(status=self.status, partner_id=self.partner_id, id=self.id, **extra)
 
 
 @dataclass(frozen=True)

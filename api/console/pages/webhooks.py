@@ -15,10 +15,10 @@ from api.console.auth import ConsoleAction, ConsoleUser
 from api.console.inputs import check_text
 from api.console.web import (
     PAGE_SIZE,
+    PageFilters,
     console_router,
     htmx_target,
     parse_id,
-    query_string,
     render,
     with_flash,
 )
@@ -36,20 +36,11 @@ CLOSED = frozenset({DeliveryStatus.SUCCEEDED.value, DEAD, DeliveryStatus.CANCELL
 
 
 @dataclass
-class Filters:
+class Filters(PageFilters):
     status: str | None = None
     event_type: str | None = None
     endpoint_id: str | None = None
     id: str | None = None
-
-    def query(self, **extra: str | None) -> str:
-        return query_string(
-            status=self.status,
-            event_type=self.event_type,
-            endpoint_id=self.endpoint_id,
-            id=self.id,
-            **extra,
-        )
 
 
 async def _endpoints(
