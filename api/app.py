@@ -131,6 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.payload_codec = settings.payload_codec()
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)
+    # Around it (it reads its keys in the database first): PostgreSQL away is a 503.
+    app.add_middleware(errors.DatabaseUnavailableMiddleware)
     # Around the idempotency middleware, which reads the whole body: a huge one is a 413.
     app.add_middleware(BodySizeLimitMiddleware)
     # Around both: a client past its limit (ticket issuing, verifying) is a 429 before any work.

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.service import RPCError
 
 from domain.errors import (
@@ -156,6 +157,34 @@ def _database_unavailable_response(exc: BaseException) -> JSONResponse:
 
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
     return _database_unavailable_response(exc)
+
+
+class DatabaseUnavailableMiddleware:
+    """Around the middlewares that use the database before the route (idempotency keys): an
+    outage they meet is the same 503, not an error for the last-resort handler, which
+    answers too but then re-raises it (a stack trace in the log, a 500 in the access log)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started or not database_unavailable(exc):
+                raise
+            await _database_unavailable_response(exc)(scope, receive, send)
 
 
 async def _temporal_unavailable(_: Request, exc: Exception) -> JSONResponse:

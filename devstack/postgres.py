@@ -109,6 +109,16 @@ def url(port: int, database: str = "postgres", driver: str = "postgresql+psycopg
     return f"{driver}://{PG_USER}@127.0.0.1:{port}/{database}"
 
 
+def accepts_connections(port: int) -> bool:
+    """Whether the server takes a connection: its port opens before it does (after a crash
+    it first replays its WAL, answering "the database system is starting up")."""
+    try:
+        with psycopg.connect(url(port, driver="postgresql"), connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
 def wait_ready(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:

@@ -70,7 +70,9 @@ def parts(settings: Settings) -> list[Part]:
         Part(
             "postgres",
             pg_command,
-            ready=lambda: port_open(settings.pg_port),
+            # A connection, not the open port: after a crash PostgreSQL listens while it
+            # recovers and refuses connections ("the database system is starting up").
+            ready=lambda: asyncio.to_thread(postgres.accepts_connections, settings.pg_port),
             port=settings.pg_port,
             user=pg_user,
             stop_signal=signal.SIGINT,  # PostgreSQL's "fast" shutdown: no waiting on clients

@@ -33,7 +33,6 @@ OVERRIDES = {
     # Stripe's answers are waited for 3 s, so that the sandbox's "timeout" fault (an answer
     # held 5 s) is a real client timeout that the SDK retries, as a lost answer is.
     "TOLLGATE_STRIPE_TIMEOUT_SECONDS": "3",
-    "TOLLGATE_LOG_LEVEL": "WARNING",
 }
 
 
@@ -90,10 +89,20 @@ class FaultStack:
         """Starts the part again with its data; returns once its probe says it is ready."""
         await self.supervisor.start(self.parts[name])
 
-    async def worker_polling(self) -> bool:
+    async def worker_polling(self, name: str = "worker") -> bool:
         """Whether the (last started) worker polls its task queues yet: it logs it."""
-        log = (self.logs / "worker.log").read_text(errors="replace")
-        return "worker polling" in log.rsplit("--- starting worker", 1)[-1]
+        log = (self.logs / f"{name}.log").read_text(errors="replace")
+        return "worker polling" in log.rsplit(f"--- starting {name}", 1)[-1]
+
+    async def add_part(self, part: Part) -> None:
+        """A part of the test's own (a second worker), started now; ``remove_part`` ends it."""
+        self.parts[part.name] = part
+        await self.supervisor.start(part)
+
+    def remove_part(self, name: str) -> None:
+        if self.running(name):
+            self.supervisor.stop_part(name)
+        del self.parts[name]
 
     # Clients of the parts
 

@@ -26,13 +26,16 @@ from integrations.anchor_contract import AnchorContract
 from integrations.chain import make_web3
 from services import anchoring, chain_transactions
 from settings import ANVIL_DEV_PRIVATE_KEY, Settings
+from tests.faults.audit import MovementAudit, report
 from tests.fixtures.chain import AnvilNode
 from tests.fixtures.rpc_proxy import RpcProxy
 from tests.fixtures.tickets import issue_tickets
 from workflows.anchoring import AnchorTicketsWorkflow, ConfirmAnchorBatchesWorkflow
 from workflows.types import AnchorRunInput
 
-pytestmark = pytest.mark.integration
+# Also one of the fault tests (`make chaos`, issue 11): the chain node stopped during
+# anchoring, with its figures in the fault tests' summary.
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 async def until(condition: Callable[[], bool], what: str, within: float = 60) -> None:
@@ -126,6 +129,13 @@ async def test_chain_outage_during_submission_ends_with_exactly_one_anchor(
     root_events = anchor._contract.events.Anchored().get_logs(
         from_block=0, argument_filters={"root": stored.root}
     )
+    audit = MovementAudit(f"chain node stopped during anchoring ({fault})")
+    audit.expect(f"anchor:{batch.batch_id}", stored.leaf_count, ("chain",))
+    for event in root_events:
+        audit.record("chain", f"anchor:{event['args']['batchId']}", event["args"]["leafCount"])
+    figures = audit.figures("one Anchored event per batch root")
+    report(figures)
+    figures.check()
     assert len(root_events) == 1, "the root was anchored more than once"
     assert direct.eth.get_transaction_count(me) == nonce_before + 1
     mined = [h for h in sent.hashes if direct.eth.get_transaction_receipt(HexBytes(h))]
