@@ -5,6 +5,8 @@ PY         := $(VENV)/bin/python
 PY_STAMP   := $(VENV)/.bootstrapped
 NODE_STAMP := node_modules/.bootstrapped
 PYTHON     ?= python3
+# pytest-xdist workers of `make test`: the stack tests in one, the rest beside them.
+TEST_WORKERS ?= 2
 
 .PHONY: bootstrap run test lint bench contracts migrate clean-data chromium chaos
 
@@ -39,7 +41,7 @@ lint: $(PY_STAMP)
 	$(VENV)/bin/mypy .
 
 test: bootstrap lint chromium
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The fault tests at full size (`make test` runs them reduced): the worker SIGKILLed during a
 # 1,000-item batch, 2,000 hold releases and a month of dunning; Temporal and PostgreSQL

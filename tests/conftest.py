@@ -42,7 +42,23 @@ pytest_plugins = [
     "tests.fixtures.rpc_proxy",
     "tests.fixtures.tickets",
     "tests.fixtures.stack",
+    "tests.faults.summary",
 ]
+
+# The fixtures that start a whole stack of processes. `make test` runs the suite in two
+# pytest-xdist workers (`--dist loadgroup`); the tests on a stack all go to one of them, so
+# each stack starts once, and the other worker runs the rest beside them.
+STACK_FIXTURES = {"embedded", "fault_stack"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("stack"))
+        else:
+            # A module's tests together: its module- and package-scoped fixtures set up once.
+            item.add_marker(pytest.mark.xdist_group(item.path.as_posix()))
 
 TEMPLATE = "tollgate_template"
 

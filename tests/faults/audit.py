@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-# The figures reported during the run, for the terminal summary (tests/faults/conftest.py).
+# The figures reported by the test running now, for its report (tests/faults/summary.py).
 REPORTED: list["Figures"] = []
 
 

@@ -148,7 +148,10 @@ def test_owner_anchors_a_root(anchor: Contract) -> None:
 def test_anchoring_is_write_once(anchor: Contract) -> None:
     owner = anchor.functions.owner().call()
     root = os.urandom(32)
-    anchor.functions.anchor(1, root, 1).transact({"from": owner})
+    # Waited for: anvil mines after answering, and a busy machine reads the block before.
+    anchor.w3.eth.wait_for_transaction_receipt(
+        anchor.functions.anchor(1, root, 1).transact({"from": owner})
+    )
 
     with pytest.raises(ContractCustomError) as same_root:
         anchor.functions.anchor(2, root, 1).transact({"from": owner})
@@ -177,7 +180,9 @@ def test_only_the_owner_anchors(anchor: Contract) -> None:
         anchor.functions.anchor(1, os.urandom(32), 1).transact({"from": stranger})
     assert revert_name(refused) == "NotOwner"
 
-    anchor.functions.transferOwnership(stranger).transact({"from": owner})
+    anchor.w3.eth.wait_for_transaction_receipt(
+        anchor.functions.transferOwnership(stranger).transact({"from": owner})
+    )
     assert anchor.functions.owner().call() == stranger
     with pytest.raises(ContractCustomError) as former:
         anchor.functions.anchor(1, os.urandom(32), 1).transact({"from": owner})
