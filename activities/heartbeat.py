@@ -22,7 +22,9 @@ async def heartbeating(awaitable: Awaitable[T], every: float = 2.0) -> T:
             done, _ = await asyncio.wait({task}, timeout=every)
             if done:
                 return task.result()
-            activity.heartbeat()
+            # Called directly (a script, a test), there is no server to tell.
+            if activity.in_activity():
+                activity.heartbeat()
     finally:
         if not task.done():
             task.cancel()

@@ -16,6 +16,7 @@ from temporalio import activity
 
 from activities.chain_sender import ChainSender, TxStatus
 from activities.errors import business_errors
+from activities.heartbeat import heartbeating
 from domain.chain_address import checksum_address
 from domain.errors import ChainRefused, Conflict, ValidationError
 from integrations.token_contract import TOKEN_ARTIFACT, TokenContract, TokenTransfer
@@ -44,9 +45,21 @@ class TokenRailActivities:
         self.confirmations = confirmations
         self._decimals_checked = False
 
+    # Both heartbeat while they wait (their turn at the one sender, the node's answers), so
+    # that a worker that dies meanwhile is noticed in seconds, not at the 2-minute timeout.
+
     @activity.defn(name="send_token_transfer")
     async def send_token_transfer(self, request: TokenTransferInput) -> TokenTransferResult:
         """Sends the transfer's transaction once; later calls report on that one."""
+        return await heartbeating(self._send(request))
+
+    @activity.defn(name="check_token_transfer")
+    async def check_token_transfer(self, request: TokenTransferInput) -> TokenTransferResult:
+        """Where the transfer's transaction is (re-sent if dropped or stuck), with the
+        ``Transfer`` event it emitted once mined; ``NotFound`` if it was never sent."""
+        return await heartbeating(self._check(request))
+
+    async def _send(self, request: TokenTransferInput) -> TokenTransferResult:
         with business_errors():
             destination = self._destination(request)
             purpose = purpose_of(request.transfer_id)
@@ -59,10 +72,7 @@ class TokenRailActivities:
             await self._same_as_recorded(purpose, data)
             return await self._result(request, destination, status)
 
-    @activity.defn(name="check_token_transfer")
-    async def check_token_transfer(self, request: TokenTransferInput) -> TokenTransferResult:
-        """Where the transfer's transaction is (re-sent if dropped or stuck), with the
-        ``Transfer`` event it emitted once mined; ``NotFound`` if it was never sent."""
+    async def _check(self, request: TokenTransferInput) -> TokenTransferResult:
         with business_errors():
             destination = self._destination(request)
             status = await self.sender.status(purpose_of(request.transfer_id))

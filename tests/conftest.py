@@ -60,6 +60,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # A module's tests together: its module- and package-scoped fixtures set up once.
             item.add_marker(pytest.mark.xdist_group(item.path.as_posix()))
 
+
 TEMPLATE = "tollgate_template"
 
 

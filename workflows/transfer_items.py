@@ -182,6 +182,8 @@ class TransferRunner:
         options: dict[str, Any] = {
             "task_queue": self.options.chain_task_queue,
             "start_to_close_timeout": SEND_TIMEOUT,
+            # Both token activities heartbeat every 2 s: a dead worker is noticed in seconds.
+            "heartbeat_timeout": timedelta(seconds=10),
             "retry_policy": self._item_retry(),
             "result_type": TokenTransferResult,
         }

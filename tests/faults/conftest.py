@@ -41,4 +41,3 @@ async def stack(fault_stack: FaultStack) -> AsyncIterator[FaultStack]:
     for name in fault_stack.parts:
         if not fault_stack.running(name):
             await fault_stack.start_part(name)
-

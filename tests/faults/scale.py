@@ -43,7 +43,7 @@ class Scale:
 REDUCED = Scale(
     name="reduced",
     kill_batch_items=100,
-    kill_chain_share=0.0,
+    kill_chain_share=0.05,
     kill_holds=50,
     kills=2,
     dunning_subscriptions=6,

@@ -4,7 +4,7 @@ performed, duplicated and lost.
 The figures travel on their test's report (``user_properties``), so that the table is
 complete also when the tests ran in pytest-xdist's worker processes (``make test``)."""
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import asdict
 
 import pytest
@@ -17,8 +17,10 @@ _SUMMARY: list[audit.Figures] = []
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
-    report: pytest.TestReport = yield
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     while audit.REPORTED:
         report.user_properties.append((_PROPERTY, asdict(audit.REPORTED.pop(0))))
     return report
@@ -26,7 +28,7 @@ def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for name, value in report.user_properties:
-        if name == _PROPERTY:
+        if name == _PROPERTY and isinstance(value, dict):
             _SUMMARY.append(audit.Figures(**{**value, "problems": tuple(value["problems"])}))
 
 
