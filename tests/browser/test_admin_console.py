@@ -3,13 +3,10 @@ schedules (and read a failed one's error), trigger one and watch its workflow co
 release a hold, open an audit entry, and follow a workflow's link to the Temporal Web UI.
 Screenshots of the four main pages go to ``docs/screenshots/``."""
 
-import asyncio
 import re
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -19,23 +16,12 @@ from devstack.ephemeral import RunningStack
 from tests.browser.conftest import bare_token, screenshot, sign_in
 from tests.conftest import TokenFactory
 from tests.fixtures.stack import Names
+from tests.fixtures.waiting import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-T = TypeVar("T")
 CURRENCY = "USD"
 WORKFLOW_MS = 45_000  # a workflow's move, seen by a row re-reading itself every second
-
-
-async def until(check: Callable[[], Awaitable[T | None]], what: str, within: float = 45) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        found = await check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what} after {within:.0f} s")
-        await asyncio.sleep(0.25)
 
 
 async def fund_stripe(embedded: RunningStack, amount: int) -> None:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from tests.faults.stack import FaultStack
-from tests.faults.workloads import until
+from tests.fixtures.waiting import until
 
 Progress = Callable[[], Awaitable[float]]
 

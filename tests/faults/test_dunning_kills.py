@@ -49,7 +49,7 @@ from services.invoices import receivable_account
 from tests.faults.audit import MovementAudit, ledger_postings, report, sandbox_movements
 from tests.faults.scale import Scale
 from tests.faults.stack import FaultStack
-from tests.faults.workloads import until
+from tests.fixtures.waiting import until
 from workflows.subscriptions import SubscriptionWorkflow
 from workflows.types import SubscriptionInput
 

@@ -25,8 +25,8 @@ from tests.faults.workloads import (
     held_payouts_progress,
     payout_failures,
     start_batch,
-    until,
 )
+from tests.fixtures.waiting import until
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

@@ -22,8 +22,8 @@ from tests.faults.workloads import (
     held_payouts_progress,
     payout_failures,
     post_retrying,
-    until,
 )
+from tests.fixtures.waiting import until
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

@@ -11,12 +11,11 @@ would, followed in its database, and audited against the three books afterwards.
 
 import asyncio
 import random
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -31,7 +30,6 @@ from services.transfers import external_account
 from settings import Settings
 from tests.faults.audit import MovementAudit, by_destination, ledger_postings, sandbox_movements
 
-T = TypeVar("T")
 CURRENCY = "USD"
 
 
@@ -44,20 +42,6 @@ def admin_headers(settings: Settings, sub: str = "ops-faults") -> dict[str, str]
         ttl=timedelta(hours=2),
     )
     return {"Authorization": f"Bearer {token}"}
-
-
-async def until(
-    check: Callable[[], Awaitable[T | None]], what: str, within: float, every: float = 0.5
-) -> T:
-    """``check()``'s first truthy answer, polled every ``every`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        found = await check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what} after {within:.0f} s")
-        await asyncio.sleep(every)
 
 
 async def fund(sandbox: httpx.AsyncClient, amount: int) -> None:

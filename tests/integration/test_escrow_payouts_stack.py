@@ -10,11 +10,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -34,6 +34,7 @@ from models.escrow import Payout
 from models.ledger import LedgerTransaction
 from services import ledger, payouts
 from tests.conftest import TokenFactory
+from tests.fixtures.waiting import until
 from tests.integration.conftest import Names
 from workflows.escrow import EscrowHoldWorkflow
 from workflows.payouts import PayoutScheduleWorkflow
@@ -41,22 +42,8 @@ from workflows.types import PayoutScheduleInput
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
-POLL = 0.25
 CURRENCY = "USD"
 OPS = Actor("ops-test", Role.PLATFORM_ADMIN)
-
-
-async def until(check: Callable[[], Awaitable[T | None]], what: str, within: float) -> T:
-    """``check()``'s first truthy answer, polled every quarter second for ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        found = await check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what} after {within:.0f} s")
-        await asyncio.sleep(POLL)
 
 
 @asynccontextmanager

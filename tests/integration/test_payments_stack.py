@@ -6,8 +6,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import stripe
@@ -22,22 +22,10 @@ from models.ledger import LedgerPosting, LedgerTransaction
 from models.payments import StripeEvent
 from tests.api.conftest import signals_of
 from tests.conftest import TokenFactory
+from tests.fixtures.waiting import until
 from tests.integration.conftest import Names
 
 pytestmark = pytest.mark.integration
-
-T = TypeVar("T")
-
-
-async def until(check: Callable[[], Awaitable[T | None]], what: str, within: float = 60) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        found = await check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what} after {within:.0f} s")
-        await asyncio.sleep(0.25)
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@ at the Stripe sandbox (one charge, under the attempt's key, posted to the ledger
 card that makes the subscription past due until the customer adds a new default card, which
 retries the charge at once; and a pause then resume reaching the workflow."""
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -19,23 +17,12 @@ from models.engine import make_engine, make_sessionmaker
 from models.ledger import LedgerTransaction
 from tests.api.conftest import signals_of
 from tests.conftest import TokenFactory
+from tests.fixtures.waiting import until
 from tests.integration.conftest import Names
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 PRICE = 2_500
-
-
-async def until(check: Callable[[], Awaitable[T | None]], what: str, within: float = 30) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        found = await check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what} after {within:.0f} s")
-        await asyncio.sleep(0.25)
 
 
 @pytest.fixture

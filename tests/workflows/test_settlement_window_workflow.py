@@ -3,9 +3,8 @@ database and the Stripe sandbox): transfers queued before a window's cut-off set
 window, those after it in the next one; an operator's ``settle_now`` sends the queue at
 once; each window is recorded and its batches complete."""
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from models.settlement_windows import SettlementRun
 from models.transfers import Transfer, TransferBatch
 from services import settlement_windows, transfers
 from tests.fixtures.stripe_sandbox import StripeSandbox
+from tests.fixtures.waiting import until
 from worker import WORKFLOW_RUNNER
 from workflows.settlement_windows import SettlementWindowWorkflow
 from workflows.transfers import TransferBatchWorkflow
@@ -167,14 +167,6 @@ async def run(
         ),
     ):
         yield run
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(400):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never {what}")
 
 
 async def test_transfers_queued_before_and_after_the_cutoff_settle_in_their_windows(

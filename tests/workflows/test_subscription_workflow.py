@@ -2,10 +2,9 @@
 activities: a test database and the Stripe sandbox. The test drives the clock period by
 period and waits, in real time, for each period's activities to finish."""
 
-import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,6 +26,7 @@ from services import subscriptions
 from tests.fixtures.payments import add_card
 from tests.fixtures.stripe_sandbox import StripeSandbox
 from tests.fixtures.subscriptions import new_plan, new_subscription
+from tests.fixtures.waiting import until
 from worker import WORKFLOW_RUNNER, subscription_activities
 from workflows.subscriptions import SubscriptionWorkflow
 from workflows.types import (
@@ -97,15 +97,6 @@ async def start(
         run.db, plan, customer_id=customer, method=method, trial_days=trial_days
     )
     return subscription.id, await run.start(subscription.id, dunning_outcome), method
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Waits, in real time (up to 20 s), for the activities to get somewhere."""
-    for _ in range(400):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def invoices_of(run: Run, subscription_id: uuid.UUID) -> list[Invoice]:

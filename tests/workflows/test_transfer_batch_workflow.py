@@ -5,7 +5,7 @@ creates them, then run by ``transfer-batch-{id}``; backoffs run in skipped time.
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from models.outbox import OutboxEvent
 from models.transfers import Transfer, TransferBatch
 from services import ledger, transfers
 from tests.fixtures.stripe_sandbox import StripeSandbox
+from tests.fixtures.waiting import until
 from worker import WORKFLOW_RUNNER
 from workflows.transfers import TransferBatchWorkflow
 from workflows.types import (
@@ -224,14 +225,6 @@ def chain_items(count: int, currency: str = "USDC") -> list[dict[str, Any]]:
         }
         for i in range(count)
     ]
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(400):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never {what}")
 
 
 async def test_a_batch_whose_items_fail_transiently_completes(run: Run) -> None:
