@@ -15,20 +15,17 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.faults.audit import MovementAudit, report
+from tests.faults.audit import report
 from tests.faults.scale import Scale
 from tests.faults.stack import FaultStack
 from tests.faults.workloads import (
     admin_headers,
-    audit_batch,
-    audit_held_payouts,
-    batch_failures,
+    audit_batch_and_payouts,
+    batch_and_payouts_final,
     batch_items,
     batch_progress,
-    batch_status,
     create_held_payouts,
     held_payouts_progress,
-    payout_failures,
     start_batch,
 )
 from tests.fixtures.waiting import until
@@ -84,17 +81,12 @@ async def test_a_postgres_restart_is_retried_and_the_api_answers_503(
                 [process] = [r.process for r in stack.supervisor.running if r.part.name == part]
                 assert process.poll() is None, f"the {part} died with PostgreSQL"
 
-        async def finished() -> bool:
-            released, paid = await held_payouts_progress(sessions, held)
-            return (
-                released == paid == len(held)
-                and await batch_progress(sessions, batch) == len(batch.items)
-                and await batch_status(sessions, batch) != "processing"
-            )
-
-        await until(finished, "the batch, the releases and the payouts", scale.patience, every=1)
-        assert await batch_failures(sessions, batch) == []
-        assert await payout_failures(sessions, held) == []
+        await until(
+            lambda: batch_and_payouts_final(sessions, batch, held),
+            "the batch, the releases and the payouts",
+            scale.patience,
+            every=1,
+        )
         elapsed = time.monotonic() - started
         # The answers to what was asked during the outage: served now.
         assert (await api.get("/api/v1/escrow-holds", headers=admin)).status_code == 200
@@ -103,13 +95,12 @@ async def test_a_postgres_restart_is_retried_and_the_api_answers_503(
             f"restarts: {', '.join(moments)} ({scale.pg_outage_seconds:.0f}s"
             f" each); API meanwhile: {dict(answers)}; {elapsed:.0f}s"
         )
-        batch_audit = MovementAudit(f"PostgreSQL restarted: {len(batch.items)}-item batch")
-        await audit_batch(batch_audit, batch, sandbox, sessions, stack.settings)
-        holds_audit = MovementAudit(f"PostgreSQL restarted: {len(held)} holds, payouts")
-        await audit_held_payouts(holds_audit, held, sandbox, sessions)
-    for figures in (batch_audit.figures(notes), holds_audit.figures(notes)):
-        report(figures)
-        figures.check()
+        figures = await audit_batch_and_payouts(
+            "PostgreSQL restarted", notes, batch, held, sandbox, sessions, stack.settings
+        )
+    for each in figures:
+        report(each)
+        each.check()
 
 
 async def answers_while_down(

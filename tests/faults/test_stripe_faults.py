@@ -11,19 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.faults.audit import MovementAudit, report
+from tests.faults.audit import report
 from tests.faults.scale import Scale
 from tests.faults.stack import FaultStack
 from tests.faults.workloads import (
-    audit_batch,
-    audit_held_payouts,
-    batch_failures,
+    audit_batch_and_payouts,
+    batch_and_payouts_final,
     batch_items,
-    batch_progress,
-    batch_status,
     create_held_payouts,
-    held_payouts_progress,
-    payout_failures,
     start_batch,
 )
 from tests.fixtures.waiting import until
@@ -54,16 +49,11 @@ async def test_everything_completes_once_with_a_fifth_of_stripe_calls_failing(
                 api, sandbox, sessions, stack.settings, items, f"{tag}-partner"
             )
 
-            async def finished() -> bool:
-                released, paid = await held_payouts_progress(sessions, held)
-                return (
-                    released == paid == len(held)
-                    and await batch_progress(sessions, batch) == len(batch.items)
-                    and await batch_status(sessions, batch) != "processing"
-                )
-
             await until(
-                finished, "the batch, the releases and the payouts", scale.patience, every=1
+                lambda: batch_and_payouts_final(sessions, batch, held),
+                "the batch, the releases and the payouts",
+                scale.patience,
+                every=1,
             )
         finally:
             restored = await sandbox.post(
@@ -76,18 +66,15 @@ async def test_everything_completes_once_with_a_fifth_of_stripe_calls_failing(
             )
             assert restored.status_code == 200, restored.text
         elapsed = time.monotonic() - started
-        assert await batch_failures(sessions, batch) == []
-        assert await payout_failures(sessions, held) == []
         retried = await retried_attempts(sessions, batch.batch_id, [h.schedule_id for h in held])
 
         notes = f"{retried} activity attempts failed and were retried; {elapsed:.0f}s"
-        batch_audit = MovementAudit(f"Stripe 20% faults: {len(batch.items)}-item batch payout")
-        await audit_batch(batch_audit, batch, sandbox, sessions, stack.settings)
-        holds_audit = MovementAudit(f"Stripe 20% faults: {len(held)} holds released, paid out")
-        await audit_held_payouts(holds_audit, held, sandbox, sessions)
-    for figures in (batch_audit.figures(notes), holds_audit.figures(notes)):
-        report(figures)
-        figures.check()
+        figures = await audit_batch_and_payouts(
+            "Stripe 20% faults", notes, batch, held, sandbox, sessions, stack.settings
+        )
+    for each in figures:
+        report(each)
+        each.check()
 
 
 async def retried_attempts(sessions: Any, batch_id: str, schedule_ids: list[str]) -> int:

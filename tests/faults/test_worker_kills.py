@@ -10,21 +10,18 @@ import time
 
 import pytest
 
-from tests.faults.audit import MovementAudit, report
+from tests.faults.audit import report
 from tests.faults.chaos import kill_worker_at_random
 from tests.faults.scale import Scale
 from tests.faults.stack import FaultStack
 from tests.faults.workloads import (
     HeldPayout,
-    audit_batch,
-    audit_held_payouts,
-    batch_failures,
+    audit_batch_and_payouts,
+    batch_and_payouts_final,
     batch_items,
     batch_progress,
-    batch_status,
     create_held_payouts,
     held_payouts_progress,
-    payout_failures,
     start_batch,
 )
 from tests.fixtures.waiting import until
@@ -49,7 +46,6 @@ async def test_batch_and_hold_releases_survive_worker_kills(
             )
         )
         kills_rng = random.Random(rng.random())  # the kills' draws, whatever creating draws
-        total = len(batch.items) + 2 * scale.kill_holds
         held: list[HeldPayout] = []
 
         async def holds_done() -> float:
@@ -61,32 +57,23 @@ async def test_batch_and_hold_releases_survive_worker_kills(
         async def batch_done() -> float:
             return await batch_progress(sessions, batch) / len(batch.items)
 
-        async def progress() -> float:
-            released, paid = await held_payouts_progress(sessions, held) if held else (0, 0)
-            return (await batch_progress(sessions, batch) + released + paid) / total
-
         targets = [("batch", batch_done), ("releases", holds_done)]
         moments = await kill_worker_at_random(
             stack, kills_rng, targets, scale.kills, within=scale.patience
         )
         held[:] = await creating
 
-        async def finished() -> bool:
-            return await progress() >= 1 and await batch_status(sessions, batch) != "processing"
-
-        await until(finished, "the batch, the releases and the payouts", scale.patience, every=1)
+        await until(
+            lambda: batch_and_payouts_final(sessions, batch, held),
+            "the batch, the releases and the payouts",
+            scale.patience,
+            every=1,
+        )
         elapsed = time.monotonic() - started
-        assert await batch_failures(sessions, batch) == []
-        assert await payout_failures(sessions, held) == []
-
         kills = f"kills: {', '.join(moments)}; {elapsed:.0f}s"
-        batch_audit = MovementAudit(f"worker SIGKILL: {len(batch.items)}-item batch payout")
-        await audit_batch(batch_audit, batch, sandbox, sessions, stack.settings)
-        holds_audit = MovementAudit(f"worker SIGKILL: {len(held)} holds released, paid out")
-        await audit_held_payouts(holds_audit, held, sandbox, sessions)
-    batch_figures = batch_audit.figures(kills)
-    holds_figures = holds_audit.figures(kills)
-    report(batch_figures)
-    report(holds_figures)
-    batch_figures.check()
-    holds_figures.check()
+        figures = await audit_batch_and_payouts(
+            "worker SIGKILL", kills, batch, held, sandbox, sessions, stack.settings
+        )
+    for each in figures:
+        report(each)
+        each.check()

@@ -28,7 +28,13 @@ from integrations.token_contract import TokenContract
 from services.escrow import payee_account
 from services.transfers import external_account
 from settings import Settings
-from tests.faults.audit import MovementAudit, by_destination, ledger_postings, sandbox_movements
+from tests.faults.audit import (
+    Figures,
+    MovementAudit,
+    by_destination,
+    ledger_postings,
+    sandbox_movements,
+)
 
 CURRENCY = "USD"
 
@@ -356,3 +362,35 @@ async def audit_held_payouts(
                 audit.record("ledger", f"release:{item.hold_id}", amount, ref)
             else:  # ...and debited by the payout
                 audit.record("ledger", f"payout:{item.schedule_id}", -amount, ref)
+
+
+async def batch_and_payouts_final(
+    sessions: async_sessionmaker[AsyncSession], batch: Batch, held: Sequence[HeldPayout]
+) -> bool:
+    """Every hold released, every payout and batch item final, the batch no longer running."""
+    released, paid = await held_payouts_progress(sessions, held)
+    return (
+        released == paid == len(held)
+        and await batch_progress(sessions, batch) == len(batch.items)
+        and await batch_status(sessions, batch) != "processing"
+    )
+
+
+async def audit_batch_and_payouts(
+    scenario: str,
+    notes: str,
+    batch: Batch,
+    held: Sequence[HeldPayout],
+    sandbox: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> list[Figures]:
+    """A scenario's two audits, after each item was asserted to have succeeded: the batch's
+    transfers, and the holds' releases with their payouts."""
+    assert await batch_failures(sessions, batch) == []
+    assert await payout_failures(sessions, held) == []
+    batch_audit = MovementAudit(f"{scenario}: {len(batch.items)}-item batch payout")
+    await audit_batch(batch_audit, batch, sandbox, sessions, settings)
+    holds_audit = MovementAudit(f"{scenario}: {len(held)} holds released, paid out")
+    await audit_held_payouts(holds_audit, held, sandbox, sessions)
+    return [batch_audit.figures(notes), holds_audit.figures(notes)]
