@@ -60,11 +60,31 @@ def stack_environment(data_dir: Path) -> dict[str, str]:
     return env
 
 
+# Starts on fresh ports after a part found its port taken (by another process between
+# ``free_port`` and the part's bind): rare, but two test processes start stacks at once.
+START_ATTEMPTS = 3
+
+
 @contextmanager
 def ephemeral_stack(scratch: Path, *, ready_timeout: float = 180) -> Iterator[RunningStack]:
     """Yield once ``/healthz`` answers 200 and the banner is printed; stop with SIGINT."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        stack = _start(scratch, scratch / ("dev.log" if attempt == 1 else f"dev-{attempt}.log"))
+        try:
+            _wait_ready(stack, ready_timeout)
+            break
+        except RuntimeError:
+            stack.stop()
+            if attempt == START_ATTEMPTS or "address already in use" not in stack.output.lower():
+                raise
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _start(scratch: Path, log_path: Path) -> RunningStack:
     env = stack_environment(scratch / "data")
-    log_path = scratch / "dev.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "dev"],
@@ -73,12 +93,7 @@ def ephemeral_stack(scratch: Path, *, ready_timeout: float = 180) -> Iterator[Ru
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    stack = RunningStack(Settings(_env_file=None, **_fields(env)), process, log_path, env)
-    try:
-        _wait_ready(stack, ready_timeout)
-        yield stack
-    finally:
-        stack.stop()
+    return RunningStack(Settings(_env_file=None, **_fields(env)), process, log_path, env)
 
 
 def _fields(env: dict[str, str]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import httpx
 
 from devstack import chain, postgres
 from devstack.binaries import find
-from devstack.net import port_open
+from devstack.net import free_port, port_open
 from devstack.supervisor import Part, PartFailed, Supervisor
 from integrations.payload_codec import PayloadKeyError, ensure_development_keys
 from integrations.temporal import connect, register_search_attributes
@@ -98,6 +98,12 @@ def parts(settings: Settings) -> list[Part]:
                 temporal_port,
                 "--ui-port",
                 str(settings.temporal_ui_port),
+                # Left to it, it takes these two from the kernel's range, where a port it found
+                # free may be taken again before it binds (as happened to two test processes).
+                "--http-port",
+                str(free_port()),
+                "--metrics-port",
+                str(free_port()),
                 "--namespace",
                 settings.temporal_namespace,
                 "--ui-disable-news-fetch",
