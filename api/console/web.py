@@ -350,6 +350,27 @@ class PageFilters:
         return query_string(**values, **extra)
 
 
+def text_filter(value: str | None) -> str | None:
+    """A filter as typed in its box: surrounding spaces dropped, and empty is no filter."""
+    return (value or "").strip() or None
+
+
+def list_context(
+    path: str, filters: PageFilters, after: uuid.UUID | int | None, **extra: object
+) -> dict[str, object]:
+    """What a list page's template starts from: its filters, the link to its first page, and
+    no rows, next page or problem yet; ``extra`` is the page's own."""
+    return {
+        "filters": filters,
+        "first_url": f"{PREFIX}/{path}{filters.query()}",
+        "after": after,
+        "rows": [],
+        "next_url": None,
+        "problem": None,
+        **extra,
+    }
+
+
 # The router every page uses ---------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from api.console.web import (
     PageFilters,
     console_router,
     htmx_target,
+    list_context,
     render,
 )
 from api.deps import Session
@@ -120,16 +121,14 @@ async def audit_page(
     filters = Filters(
         _clean(action), _clean(entity_type), _clean(entity_id), _clean(actor), since, until
     )
-    context: dict[str, object] = {
-        "filters": filters,
-        "entity_types": ENTITY_TYPES,
-        "self_url": f"/admin/audit{filters.query(after=str(after) if after else None)}",
-        "first_url": f"/admin/audit{filters.query()}",
-        "after": after,
-        "days": [],
-        "next_url": None,
-        "problem": None,
-    }
+    context = list_context(
+        "audit",
+        filters,
+        after,
+        entity_types=ENTITY_TYPES,
+        self_url=f"/admin/audit{filters.query(after=str(after) if after else None)}",
+        days=[],
+    )
     status_code = 200
     try:
         first, last = _day(since, "from"), _day(until, "to")

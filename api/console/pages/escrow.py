@@ -18,9 +18,11 @@ from api.console.web import (
     field,
     form_fields,
     htmx_target,
+    list_context,
     parse_id,
     render,
     settings_of,
+    text_filter,
     with_flash,
 )
 from api.deps import Session
@@ -72,25 +74,22 @@ async def escrow_page(
     now = datetime.now(UTC)
     filters = Filters(
         status=status or None,
-        payer_id=(payer_id or "").strip() or None,
-        payee_id=(payee_id or "").strip() or None,
-        id=(id or "").strip() or None,
+        payer_id=text_filter(payer_id),
+        payee_id=text_filter(payee_id),
+        id=text_filter(id),
         due=due in ("1", "on", "true"),
     )
     partial = htmx_target(request) == "results"
     # The due-now warning is above the results: only a whole page needs it.
     due_count = 0 if partial else (await escrow.stats(session, now=now))["due_for_release"]
-    context: dict[str, object] = {
-        "filters": filters,
-        "statuses": [s.value for s in HoldStatus],
-        "due_count": due_count,
-        "self_url": f"/admin/escrow{filters.query(after=str(after) if after else None)}",
-        "first_url": f"/admin/escrow{filters.query()}",
-        "after": after,
-        "rows": [],
-        "next_url": None,
-        "problem": None,
-    }
+    context = list_context(
+        "escrow",
+        filters,
+        after,
+        statuses=[s.value for s in HoldStatus],
+        due_count=due_count,
+        self_url=f"/admin/escrow{filters.query(after=str(after) if after else None)}",
+    )
     status_code = 200
     try:
         if filters.status and filters.status not in {s.value for s in HoldStatus}:

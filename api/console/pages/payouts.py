@@ -17,9 +17,11 @@ from api.console.web import (
     field,
     form_fields,
     htmx_target,
+    list_context,
     parse_id,
     render,
     settings_of,
+    text_filter,
     with_flash,
 )
 from api.deps import Session
@@ -74,20 +76,17 @@ async def payouts_page(
     filters = Filters(
         status=status or None,
         trigger_event=trigger_event or None,
-        payee_id=(payee_id or "").strip() or None,
-        id=(id or "").strip() or None,
+        payee_id=text_filter(payee_id),
+        id=text_filter(id),
     )
-    context: dict[str, object] = {
-        "filters": filters,
-        "statuses": [s.value for s in PayoutStatus],
-        "events": [e.value for e in TriggerEvent],
-        "self_url": f"/admin/payouts{filters.query(after=str(after) if after else None)}",
-        "first_url": f"/admin/payouts{filters.query()}",
-        "after": after,
-        "rows": [],
-        "next_url": None,
-        "problem": None,
-    }
+    context = list_context(
+        "payouts",
+        filters,
+        after,
+        statuses=[s.value for s in PayoutStatus],
+        events=[e.value for e in TriggerEvent],
+        self_url=f"/admin/payouts{filters.query(after=str(after) if after else None)}",
+    )
     status_code = 200
     try:
         schedule_id = _check(filters)

@@ -19,10 +19,12 @@ from api.console.web import (
     field,
     form_fields,
     htmx_target,
+    list_context,
     money,
     parse_id,
     query_string,
     render,
+    text_filter,
     with_flash,
 )
 from api.deps import Session
@@ -113,26 +115,23 @@ async def reconciliation_page(
     after: uuid.UUID | None = None,
 ) -> HTMLResponse:
     filters = Filters(
-        run_id=(run_id or "").strip() or None,
+        run_id=text_filter(run_id),
         type=type or None,
         status=status or None,
         source=source or None,
-        id=(id or "").strip() or None,
+        id=text_filter(id),
     )
     partial = htmx_target(request) == "results"
-    context: dict[str, object] = {
-        "filters": filters,
-        "types": [t.value for t in DiscrepancyType],
-        "statuses": [s.value for s in DiscrepancyStatus],
-        "sources": [s.value for s in Source],
-        "first_url": f"/admin/reconciliation{filters.query()}",
-        "after": after,
-        "rows": [],
-        "next_url": None,
-        "problem": None,
-        "run": None,
-        "runs": [],
-    }
+    context = list_context(
+        "reconciliation",
+        filters,
+        after,
+        types=[t.value for t in DiscrepancyType],
+        statuses=[s.value for s in DiscrepancyStatus],
+        sources=[s.value for s in Source],
+        run=None,
+        runs=[],
+    )
     status_code = 200
     try:
         wanted_run, discrepancy_id = _check(filters)

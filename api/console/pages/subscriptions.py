@@ -21,9 +21,11 @@ from api.console.web import (
     field,
     form_fields,
     htmx_target,
+    list_context,
     parse_id,
     render,
     settings_of,
+    text_filter,
     with_flash,
 )
 from api.deps import Session
@@ -113,20 +115,17 @@ async def subscriptions_page(
 ) -> HTMLResponse:
     filters = Filters(
         status=status or None,
-        customer_id=(customer_id or "").strip() or None,
-        plan_id=(plan_id or "").strip() or None,
-        id=(id or "").strip() or None,
+        customer_id=text_filter(customer_id),
+        plan_id=text_filter(plan_id),
+        id=text_filter(id),
     )
-    context: dict[str, object] = {
-        "filters": filters,
-        "statuses": [s.value for s in SubscriptionStatus],
-        "dunning_statuses": sorted(DUNNING),
-        "first_url": f"/admin/subscriptions{filters.query()}",
-        "after": after,
-        "rows": [],
-        "next_url": None,
-        "problem": None,
-    }
+    context = list_context(
+        "subscriptions",
+        filters,
+        after,
+        statuses=[s.value for s in SubscriptionStatus],
+        dunning_statuses=sorted(DUNNING),
+    )
     status_code = 200
     try:
         check_text(customer_id=filters.customer_id)

@@ -15,8 +15,10 @@ from api.console.web import (
     PageFilters,
     console_router,
     htmx_target,
+    list_context,
     parse_id,
     render,
+    text_filter,
 )
 from api.deps import Session
 from api.routers.tickets import ticket_proof
@@ -45,10 +47,6 @@ def row_context(ticket: Ticket) -> dict[str, object]:
     return {"t": ticket, "workflow_id": workflow_id(ticket.id)}
 
 
-def _strip(value: str | None) -> str | None:
-    return (value or "").strip() or None
-
-
 @router.get("/tickets")
 async def tickets_page(
     request: Request,
@@ -62,21 +60,18 @@ async def tickets_page(
     after: uuid.UUID | None = None,
 ) -> HTMLResponse:
     filters = Filters(
-        status=_strip(status),
-        user_id=_strip(user_id),
-        driver_id=_strip(driver_id),
-        booking_id=_strip(booking_id),
-        id=_strip(id),
+        status=text_filter(status),
+        user_id=text_filter(user_id),
+        driver_id=text_filter(driver_id),
+        booking_id=text_filter(booking_id),
+        id=text_filter(id),
     )
-    context: dict[str, object] = {
-        "filters": filters,
-        "statuses": [s.value for s in TicketStatus],
-        "first_url": f"/admin/tickets{filters.query()}",
-        "after": after,
-        "rows": [],
-        "next_url": None,
-        "problem": None,
-    }
+    context = list_context(
+        "tickets",
+        filters,
+        after,
+        statuses=[s.value for s in TicketStatus],
+    )
     status_code = 200
     try:
         check_text(

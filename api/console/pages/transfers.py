@@ -22,10 +22,12 @@ from api.console.web import (
     field,
     form_fields,
     htmx_target,
+    list_context,
     parse_id,
     query_string,
     render,
     settings_of,
+    text_filter,
     with_flash,
 )
 from api.deps import Session
@@ -107,24 +109,21 @@ async def transfers_page(
 ) -> HTMLResponse:
     filters = Filters(
         status=status or None,
-        partner_id=(partner_id or "").strip() or None,
-        id=(id or "").strip() or None,
+        partner_id=text_filter(partner_id),
+        id=text_filter(id),
     )
     partial = htmx_target(request) == "results"
-    context: dict[str, object] = {
-        "filters": filters,
-        "statuses": [s.value for s in BatchStatus],
-        "first_url": f"/admin/transfers{filters.query()}",
-        "after": after,
-        "rows": [],
-        "next_url": None,
-        "problem": None,
-        "poll": POLL_SECONDS,
+    context = list_context(
+        "transfers",
+        filters,
+        after,
+        statuses=[s.value for s in BatchStatus],
+        poll=POLL_SECONDS,
         # The windows are above the results: only a whole page needs them.
-        "windows": []
+        windows=[]
         if partial
         else [window_context(await settlement_windows.view(session, rail)) for rail in Rail],
-    }
+    )
     status_code = 200
     try:
         check_text(partner_id=filters.partner_id)

@@ -18,8 +18,10 @@ from api.console.web import (
     PageFilters,
     console_router,
     htmx_target,
+    list_context,
     parse_id,
     render,
+    text_filter,
     with_flash,
 )
 from api.deps import Session
@@ -75,20 +77,17 @@ async def webhooks_page(
 ) -> HTMLResponse:
     filters = Filters(
         status=status or None,
-        event_type=(event_type or "").strip() or None,
-        endpoint_id=(endpoint_id or "").strip() or None,
-        id=(id or "").strip() or None,
+        event_type=text_filter(event_type),
+        endpoint_id=text_filter(endpoint_id),
+        id=text_filter(id),
     )
-    context: dict[str, object] = {
-        "filters": filters,
-        "statuses": [s.value for s in DeliveryStatus],
-        "dead": DEAD,
-        "first_url": f"/admin/webhooks{filters.query()}",
-        "after": after,
-        "rows": [],
-        "next_url": None,
-        "problem": None,
-    }
+    context = list_context(
+        "webhooks",
+        filters,
+        after,
+        statuses=[s.value for s in DeliveryStatus],
+        dead=DEAD,
+    )
     status_code = 200
     try:
         check_text(event_type=filters.event_type)
