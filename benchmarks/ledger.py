@@ -10,18 +10,17 @@ import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
 from httpx import ASGITransport, AsyncClient
 
 from api.app import create_app
+from benchmarks.auth import bearer
 from benchmarks.figures import Figure, emit
 from devstack import postgres
 from devstack.net import free_port
 from domain.actors import SYSTEM, Role
 from domain.ledger import AccountType, transfer
 from domain.money import Money
-from domain.tokens import mint
 from models.engine import make_engine, make_sessionmaker
 from models.migrate import upgrade
 from services import ledger
@@ -90,14 +89,7 @@ async def posting_figures(url: str) -> None:
 
 async def idempotency_figures(url: str) -> None:
     settings = Settings(database_url=url, _env_file=None)
-    token = mint(
-        subject="bench",
-        role=Role.PLATFORM_ADMIN,
-        secret=settings.jwt_secret,
-        issuer=settings.jwt_issuer,
-        ttl=timedelta(hours=1),
-    )
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer(settings, Role.PLATFORM_ADMIN, "bench")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://b") as client:

@@ -64,10 +64,10 @@ import psutil
 from sqlalchemy import func, select
 from temporalio.client import Client as TemporalClient
 
+from benchmarks.auth import bearer
 from benchmarks.figures import Figure, emit
 from devstack.ephemeral import RunningStack, ephemeral_stack
 from domain.actors import Role
-from domain.tokens import mint
 from integrations.temporal import connect
 from models.engine import make_engine, make_sessionmaker
 from models.escrow import EscrowHold
@@ -129,17 +129,6 @@ class Run:
     setup_errors: Counter[str] = field(default_factory=Counter)
     # The first answer of each kind of error in the run, to show.
     examples: dict[tuple[str, str], str] = field(default_factory=dict)
-
-
-def bearer(settings: Settings, role: Role, sub: str) -> dict[str, str]:
-    token = mint(
-        subject=sub,
-        role=role,
-        secret=settings.jwt_secret,
-        issuer=settings.jwt_issuer,
-        ttl=timedelta(hours=3),
-    )
-    return {"Authorization": f"Bearer {token}"}
 
 
 class Client:

@@ -37,7 +37,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +47,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from benchmarks.auth import bearer
 from benchmarks.figures import Figure, emit
 from devstack.ephemeral import ephemeral_stack
 from domain.actors import Role
 from domain.payments import PaymentStatus
-from domain.tokens import mint
 from integrations.temporal import connect
 from models.engine import make_engine, make_sessionmaker
 from models.payments import Payment
@@ -66,17 +66,6 @@ STALL_SECONDS = 60.0  # give up waiting when nothing moved for this long
 FRAUD_ACTIVITY = "payment_check_fraud"
 IN_FLIGHT_BEFORE_CAPTURE = frozenset({PaymentStatus.PENDING, PaymentStatus.AUTHORIZING})
 IN_FLIGHT_CAPTURE = frozenset({PaymentStatus.AUTHORIZED, PaymentStatus.CAPTURING})
-
-
-def bearer(settings: Settings, role: Role, sub: str) -> dict[str, str]:
-    token = mint(
-        subject=sub,
-        role=role,
-        secret=settings.jwt_secret,
-        issuer=settings.jwt_issuer,
-        ttl=timedelta(hours=2),
-    )
-    return {"Authorization": f"Bearer {token}"}
 
 
 def percentile(ordered: Sequence[float], share: float) -> float:

@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 from sqlalchemy import insert
 
+from benchmarks.auth import bearer
 from benchmarks.figures import Figure, emit
 from devstack import postgres
 from devstack.ephemeral import ephemeral_stack
@@ -43,7 +44,6 @@ from devstack.net import free_port
 from domain.actors import SYSTEM, Role
 from domain.rails import RoutingRules, chain_amount
 from domain.reconciliation import CHAIN_UNIT, ExternalRecord, RunTrigger, Source, reconcile
-from domain.tokens import mint
 from domain.transfers import TransferStatus, check_items, idempotency_key, item_references
 from models.engine import make_engine, make_sessionmaker
 from models.migrate import upgrade
@@ -138,21 +138,10 @@ async def validation_figures(url: str) -> None:
     )
 
 
-def bearer(settings: Settings) -> dict[str, str]:
-    token = mint(
-        subject="bench-settlement",
-        role=Role.PLATFORM_ADMIN,
-        secret=settings.jwt_secret,
-        issuer=settings.jwt_issuer,
-        ttl=timedelta(hours=2),
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def execution_figures(settings: Settings) -> None:
     """A batch of Stripe transfers only: the chain rail is measured with the chain."""
     api = f"http://127.0.0.1:{settings.api_port}"
-    headers = bearer(settings)
+    headers = bearer(settings, Role.PLATFORM_ADMIN, "bench-settlement")
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     rows = ["reference,destination,amount,currency"]
     rows += [f"{prefix}-{i},acct_{uuid.uuid4().hex[:16]},{100 + i % 900},USD" for i in range(ITEMS)]

@@ -43,8 +43,9 @@ import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from benchmarks.auth import bearer
 from benchmarks.figures import Figure, emit
-from benchmarks.payments import bearer, call, lanes, latency_figures, spread
+from benchmarks.payments import call, lanes, latency_figures, spread
 from devstack.ephemeral import ephemeral_stack
 from domain.actors import Role
 from models.engine import make_engine, make_sessionmaker

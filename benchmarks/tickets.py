@@ -20,10 +20,10 @@ import aiohttp
 import httpx
 from temporalio.client import Client
 
+from benchmarks.auth import bearer
 from benchmarks.figures import Figure, emit
 from devstack.ephemeral import ephemeral_stack
 from domain.actors import Role
-from domain.tokens import mint
 from integrations.temporal import connect
 from settings import Settings
 
@@ -34,17 +34,6 @@ VERIFY_CLIENTS = 50
 
 async def shifted(call: Callable[[int], Awaitable[None]], offset: int, index: int) -> None:
     await call(offset + index)
-
-
-def bearer(settings: Settings, role: Role, sub: str) -> dict[str, str]:
-    token = mint(
-        subject=sub,
-        role=role,
-        secret=settings.jwt_secret,
-        issuer=settings.jwt_issuer,
-        ttl=timedelta(hours=1),
-    )
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def rate(count: int, concurrency: int, one: Callable[[int], Awaitable[Any]]) -> float:
