@@ -30,7 +30,7 @@ from devstack.binaries import find
 from devstack.net import free_port
 from domain.actors import Role
 from domain.tokens import mint
-from integrations.temporal import add_search_attributes
+from integrations.temporal import register_search_attributes
 from integrations.ticket_keys import ensure_development_keyring
 from models.migrate import upgrade
 from settings import Settings
@@ -192,8 +192,7 @@ async def time_skipping_server() -> AsyncIterator[tuple[WorkflowEnvironment, Sta
         data_converter=pydantic_data_converter,
         interceptors=[started],
     )
-    # The test server cannot list search attributes, only add them.
-    await add_search_attributes(env.client, "default", search_attributes.ALL)
+    await register_search_attributes(env.client, "default", search_attributes.ALL)
     try:
         yield env, started
     finally:
